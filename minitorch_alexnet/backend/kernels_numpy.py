@@ -1,0 +1,122 @@
+"""Reference kernels in plain NumPy, written to be read.
+
+Every faster backend (Numba, CuPy) must return the same numbers as these
+functions; ``tests/test_kernels.py`` holds them to it.
+
+Conventions shared by all backends
+-----------------------------------
+* Images are NCHW: ``x.shape == (N, C, H, W)``.
+* ``im2col`` lays the patches out as one matrix of shape
+  ``(C*KH*KW, N*Ho*Wo)``: row ``(c, i, j)`` holds pixel ``x[n, c, ho*SH + i - PH,
+  wo*SW + j - PW]`` of every output position ``(n, ho, wo)``. Rows are grouped
+  by channel, so the rows of channel group ``g`` are one contiguous block and a
+  grouped convolution is one matrix product per group.
+* Max-pooling returns, beside its output, the *flat index* ``h*W + w`` of each
+  window's maximum inside its input plane (PyTorch's ``return_indices`` format);
+  the backward pass scatters the gradient to those positions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def out_size(size: int, k: int, s: int, p: int) -> int:
+    """Output length of a convolution or pooling window: floor((W - K + 2P) / S) + 1."""
+    return (size + 2 * p - k) // s + 1
+
+
+# ------------------------------------------------------------------ im2col / col2im
+def im2col(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int) -> np.ndarray:
+    """Unfold sliding windows into columns.
+
+    Args:
+        x: images, shape (N, C, H, W).
+        kh, kw: kernel size; sh, sw: stride; ph, pw: zero padding.
+    Returns:
+        cols, shape (C*KH*KW, N*Ho*Wo).
+    """
+    N, C, H, W = x.shape
+    Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = np.empty((C, kh, kw, N, Ho, Wo), dtype=x.dtype)
+    for i in range(kh):  # one strided slice per kernel offset (i, j):
+        for j in range(kw):  # it holds that offset's pixel for every output position
+            window = xp[:, :, i : i + sh * Ho : sh, j : j + sw * Wo : sw]  # (N, C, Ho, Wo)
+            cols[:, i, j] = window.transpose(1, 0, 2, 3)
+    return cols.reshape(C * kh * kw, N * Ho * Wo)
+
+
+def col2im(
+    cols: np.ndarray,
+    x_shape: tuple[int, int, int, int],
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+) -> np.ndarray:
+    """The adjoint of :func:`im2col`: add every column entry back onto its pixel.
+
+    Args:
+        cols: shape (C*KH*KW, N*Ho*Wo).
+        x_shape: (N, C, H, W) of the images ``im2col`` was given.
+    Returns:
+        dx, shape (N, C, H, W). Pixels that sit in several windows receive the sum.
+    """
+    N, C, H, W = x_shape
+    Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
+    cols = cols.reshape(C, kh, kw, N, Ho, Wo)
+    dxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dxp[:, :, i : i + sh * Ho : sh, j : j + sw * Wo : sw] += cols[:, i, j].transpose(
+                1, 0, 2, 3
+            )
+    return dxp[:, :, ph : ph + H, pw : pw + W]
+
+
+# ------------------------------------------------------------------ max pooling
+def maxpool2d_forward(
+    x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Max over each window (padding counts as -inf).
+
+    Returns:
+        out: shape (N, C, Ho, Wo).
+        indices: int64, shape (N, C, Ho, Wo); flat index h*W + w of each maximum.
+            The first maximum in row-major window order wins a tie.
+    """
+    N, C, H, W = x.shape
+    Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+    windows = np.empty((kh * kw, N, C, Ho, Wo), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            windows[i * kw + j] = xp[:, :, i : i + sh * Ho : sh, j : j + sw * Wo : sw]
+    best = windows.argmax(axis=0)  # offset of the max inside its window, 0 .. KH*KW-1
+    out = np.take_along_axis(windows, best[None], axis=0)[0]
+    # window offset -> row/column in the unpadded input -> flat index
+    rows = np.arange(Ho)[:, None] * sh + best // kw - ph
+    cols = np.arange(Wo)[None, :] * sw + best % kw - pw
+    return out, (rows * W + cols).astype(np.int64)
+
+
+def maxpool2d_backward(
+    grad_out: np.ndarray, indices: np.ndarray, x_shape: tuple[int, int, int, int]
+) -> np.ndarray:
+    """Route each output gradient to the input pixel that won its window.
+
+    Args:
+        grad_out: shape (N, C, Ho, Wo).
+        indices: from :func:`maxpool2d_forward`.
+    Returns:
+        dx, shape (N, C, H, W); a pixel that won several overlapping windows
+        receives the sum of their gradients.
+    """
+    N, C, H, W = x_shape
+    dx = np.zeros((N * C, H * W), dtype=grad_out.dtype)
+    plane = np.arange(N * C)[:, None]
+    np.add.at(dx, (plane, indices.reshape(N * C, -1)), grad_out.reshape(N * C, -1))
+    return dx.reshape(N, C, H, W)

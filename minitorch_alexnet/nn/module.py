@@ -1,0 +1,318 @@
+"""``Parameter`` and ``Module``: the base every layer builds on.
+
+There is no autograd. Each layer's ``forward`` caches what its ``backward``
+needs, and ``backward(grad_out)`` returns dL/d(input) and *adds* dL/d(parameter)
+into each ``Parameter.grad`` (as PyTorch does, so gradients of several backward
+passes accumulate until :meth:`Module.zero_grad`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from .. import backend as _backend
+
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """False inside :func:`no_grad`: layers then keep no cache for backward."""
+    return _grad_enabled
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Run forward passes without caching anything for backward (saves memory in evaluation)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+class Parameter:
+    """A learnable array and the gradient accumulated for it.
+
+    Attributes:
+        data: the values, an array of the active backend.
+        grad: ``None`` until a backward pass adds to it; then an array of ``data``'s shape.
+        requires_grad: optimisers skip parameters where this is False.
+    """
+
+    def __init__(self, data: Any, requires_grad: bool = True):
+        self.data = data
+        self.grad = None
+        self.requires_grad = requires_grad
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> Any:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def accumulate_grad(self, g: Any) -> None:
+        """``grad += g`` (``g`` becomes ``grad`` when there is none yet)."""
+        if self.grad is None:
+            self.grad = g.copy() if not g.flags.owndata else g
+        else:
+            self.grad += g
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.shape}, dtype={self.dtype})"
+
+
+class Module:
+    """Base class of all layers and models (PyTorch's names and conventions).
+
+    Subclasses set parameters, buffers and submodules as attributes in
+    ``__init__`` and implement ``forward`` and ``backward``.
+    """
+
+    training: bool
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # ------------------------------------------------------------ attributes
+    def __setattr__(self, name: str, value: Any) -> None:
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(
+                f"{type(self).__name__}: call super().__init__() before assigning attributes"
+            )
+        for store in (self._parameters, self._modules, self._buffers):
+            store.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        else:
+            object.__setattr__(self, name, value)
+            return
+        self.__dict__.pop(name, None)
+
+    def __getattr__(self, name: str) -> Any:
+        d = self.__dict__
+        for store in ("_parameters", "_buffers", "_modules"):
+            if store in d and name in d[store]:
+                return d[store][name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        for store in (self._parameters, self._buffers, self._modules):
+            if name in store:
+                del store[name]
+                return
+        object.__delattr__(self, name)
+
+    def register_buffer(self, name: str, array: Any) -> None:
+        """A state array that is saved in ``state_dict`` but not learned (BatchNorm's running stats)."""
+        self.__dict__.pop(name, None)
+        self._buffers[name] = array
+
+    def _set_buffer(self, name: str, array: Any) -> None:
+        self._buffers[name] = array
+
+    # ------------------------------------------------------------ running
+    def forward(self, *inputs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, grad_out: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
+        return self.forward(*inputs, **kwargs)
+
+    def _save_for_backward(self, **cache: Any) -> None:
+        """Keep what backward needs (nothing inside :func:`no_grad`)."""
+        object.__setattr__(self, "_cache", cache if _grad_enabled else None)
+
+    def _saved(self) -> dict:
+        """What forward saved; a clear error if there is nothing (backward before forward)."""
+        cache = self.__dict__.get("_cache")
+        if cache is None:
+            raise RuntimeError(
+                f"{self._name()}.backward() was called before forward(), twice for one "
+                "forward, or after a forward run under no_grad(). Run the forward pass "
+                "(outside no_grad) right before each backward."
+            )
+        object.__setattr__(self, "_cache", None)
+        return cache
+
+    def clear_cache(self) -> None:
+        """Drop every cache kept for backward, in this module and its submodules."""
+        for m in self.modules():
+            object.__setattr__(m, "_cache", None)
+
+    def _name(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    # ------------------------------------------------------------ traversal
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        yield from self._modules.items()
+
+    def children(self) -> Iterator[Module]:
+        for _, m in self.named_children():
+            yield m
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator[Module]:
+        for _, m in self.named_modules():
+            yield m
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        for mod_name, m in self.named_modules(prefix):
+            for name, p in m._parameters.items():
+                yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self) -> Iterator[Parameter]:
+        for _, p in self.named_parameters():
+            yield p
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        for mod_name, m in self.named_modules(prefix):
+            for name, b in m._buffers.items():
+                yield (f"{mod_name}.{name}" if mod_name else name), b
+
+    def buffers(self) -> Iterator[Any]:
+        for _, b in self.named_buffers():
+            yield b
+
+    # ------------------------------------------------------------ modes and grads
+    def train(self, mode: bool = True) -> Module:
+        """Training mode (batch statistics, dropout on) or, with ``mode=False``, evaluation mode."""
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self) -> Module:
+        """Evaluation mode: BatchNorm uses running statistics, Dropout is the identity."""
+        return self.train(False)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget accumulated gradients (``None`` by default, as in PyTorch; zeros otherwise)."""
+        for p in self.parameters():
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad[...] = 0
+
+    # ------------------------------------------------------------ state
+    def state_dict(self) -> OrderedDict[str, Any]:
+        """Every parameter and buffer by dotted name (the arrays themselves, not copies)."""
+        out: OrderedDict[str, Any] = OrderedDict()
+        for name, m in self.named_modules():
+            for key, p in m._parameters.items():
+                out[f"{name}.{key}" if name else key] = p.data
+            for key, b in m._buffers.items():
+                out[f"{name}.{key}" if name else key] = b
+        return out
+
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
+        """Copy arrays from ``state`` into this module's parameters and buffers.
+
+        Each value is converted to the array library and dtype of the entry it
+        replaces, so a state saved on one backend loads on another. Missing or
+        unexpected keys (with ``strict``) and shape mismatches raise a
+        ``RuntimeError`` that lists all of them.
+        """
+        own = self.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        wrong = [
+            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+            for k in own
+            if k in state and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)
+        ]
+        problems = []
+        if strict and missing:
+            problems.append("missing keys: " + ", ".join(missing))
+        if strict and unexpected:
+            problems.append("unexpected keys: " + ", ".join(unexpected))
+        if wrong:
+            problems.append("shape mismatches: " + "; ".join(wrong))
+        if problems:
+            raise RuntimeError(
+                f"load_state_dict for {type(self).__name__} failed — "
+                + " | ".join(problems)
+                + ". The state was saved from a different model or configuration; "
+                "build the same model (same num_classes and layers) before loading."
+            )
+        for name, m in self.named_modules():
+            pre = f"{name}." if name else ""
+            for key, p in m._parameters.items():
+                if pre + key in state:
+                    p.data = _like(state[pre + key], p.data)
+            for key, b in list(m._buffers.items()):
+                if pre + key in state:
+                    m._buffers[key] = _like(state[pre + key], b)
+
+    # ------------------------------------------------------------ conversion
+    def _apply(self, fn: Callable[[Any], Any], floating_only: bool = False) -> Module:
+        def conv(a: Any) -> Any:
+            if a is None:
+                return None
+            if floating_only and a.dtype.kind != "f":
+                return a
+            return fn(a)
+
+        for m in self.modules():
+            for p in m._parameters.values():
+                p.data = conv(p.data)
+                p.grad = conv(p.grad)
+            for key, b in list(m._buffers.items()):
+                m._buffers[key] = conv(b)
+            object.__setattr__(m, "_cache", None)
+        return self
+
+    def to(self, backend: str) -> Module:
+        """Move parameters, gradients and buffers to the backend called ``backend``."""
+        B = _backend.get_backend(backend)
+        with _backend.use_backend(B.name):
+            return self._apply(lambda a: _backend.asarray(a))
+
+    def double(self) -> Module:
+        """Cast floating-point parameters and buffers to float64."""
+        return self._apply(lambda a: a.astype("float64"), floating_only=True)
+
+    def float(self) -> Module:
+        """Cast floating-point parameters and buffers to float32."""
+        return self._apply(lambda a: a.astype("float32"), floating_only=True)
+
+    # ------------------------------------------------------------ printing
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        if not self._modules:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"{type(self).__name__}("]
+        for name, m in self._modules.items():
+            child = repr(m).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child}")
+        lines.append(")")
+        return "\n".join(lines)
+
+
+def _like(value: Any, reference: Any) -> Any:
+    """``value`` as a fresh array of ``reference``'s library and dtype."""
+    return _backend.array_like(value, reference)
