@@ -120,3 +120,15 @@ def maxpool2d_backward(
     plane = np.arange(N * C)[:, None]
     np.add.at(dx, (plane, indices.reshape(N * C, -1)), grad_out.reshape(N * C, -1))
     return dx.reshape(N, C, H, W)
+
+
+# ------------------------------------------------------------------ layout
+def cnhw_to_nchw(y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """(C, N, H, W) -> contiguous (N, C, H, W), adding ``bias[c]`` on the way when given.
+
+    The matrix product of a convolution yields channels first; the network wants
+    images first. ``bias`` has shape (C,).
+    """
+    if bias is not None:
+        y = y + bias[:, None, None, None]
+    return np.ascontiguousarray(y.transpose(1, 0, 2, 3))

@@ -1,0 +1,107 @@
+"""Input checks shared by the layers: clear errors instead of deep NumPy tracebacks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backend import get_backend
+
+
+def pair(value: int | tuple[int, int], what: str, layer: str) -> tuple[int, int]:
+    """``3`` -> ``(3, 3)``; ``(3, 2)`` stays. Rejects anything else with a clear message."""
+    if isinstance(value, bool):
+        raise TypeError(f"{layer}: {what} must be an int or a pair of ints, got {value!r}")
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return int(value[0]), int(value[1])
+    raise TypeError(f"{layer}: {what} must be an int or a pair of ints, got {value!r}")
+
+
+def check_window(
+    layer: str, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+) -> None:
+    """Kernel and stride >= 1, padding >= 0."""
+    if min(kernel) < 1:
+        raise ValueError(f"{layer}: kernel_size must be >= 1, got {kernel}")
+    if min(stride) < 1:
+        raise ValueError(
+            f"{layer}: stride must be >= 1, got {stride} (a stride of 0 would never move "
+            "the window); use stride=1 for a dense sliding window"
+        )
+    if min(padding) < 0:
+        raise ValueError(f"{layer}: padding must be >= 0, got {padding}")
+
+
+def check_array(layer: Any, x: Any, name: str = "input") -> Any:
+    """``x`` must be a floating-point array of the active backend."""
+    B = get_backend()
+    if not B.owns(x):
+        kind = type(x).__module__.split(".")[0] + "." + type(x).__name__
+        hint = (
+            "move the data with minitorch_alexnet.asarray(x)"
+            if kind.startswith(("numpy", "cupy"))
+            else "convert it with minitorch_alexnet.asarray(x)"
+        )
+        raise TypeError(
+            f"{layer._name()}: {name} is a {kind}, but the active backend is "
+            f"{B.name!r} ({B.xp.__name__} arrays); {hint}, or switch backends with "
+            "set_backend()/model.to()."
+        )
+    if x.dtype.kind != "f":
+        raise TypeError(
+            f"{layer._name()}: {name} has dtype {x.dtype}; a floating-point array "
+            "(float32 or float64) is needed, e.g. asarray(x, 'float32')"
+        )
+    return x
+
+
+def check_params_match(layer: Any, x: Any) -> None:
+    """The layer's parameters must live on the active backend and share ``x``'s dtype."""
+    B = get_backend()
+    for pname, p in layer._parameters.items():
+        if not B.owns(p.data):
+            raise RuntimeError(
+                f"{layer._name()}: parameter {pname!r} lives on another backend than the "
+                f"active one ({B.name!r}); call model.to({B.name!r}) first."
+            )
+        if p.data.dtype != x.dtype:
+            fix = "model.double()" if x.dtype.itemsize == 8 else "model.float()"
+            raise TypeError(
+                f"{layer._name()}: input dtype {x.dtype} does not match parameter "
+                f"{pname!r} dtype {p.data.dtype}; call {fix} or cast the input with "
+                f"asarray(x, {str(p.data.dtype)!r})."
+            )
+
+
+def check_shape(
+    layer: Any, x: Any, ndims: tuple[int, ...], channels: int | None, layout: str
+) -> None:
+    """``x.ndim`` in ``ndims`` and, when given, ``x.shape[1] == channels``."""
+    if x.ndim not in ndims:
+        raise ValueError(
+            f"{layer._name()}: expected a {' or '.join(f'{d}-D' for d in ndims)} input "
+            f"{layout}, got shape {tuple(x.shape)}"
+            + (
+                "; add a batch dimension with x[None]"
+                if x.ndim == min(ndims) - 1
+                else ""
+            )
+        )
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"{layer._name()}: expected {channels} channels/features at dim 1 {layout}, "
+            f"got shape {tuple(x.shape)} with {x.shape[1]}"
+        )
+
+
+def check_grad(layer: Any, grad_out: Any, expected_shape: tuple[int, ...]) -> Any:
+    """The upstream gradient must have the shape of the forward output."""
+    if tuple(grad_out.shape) != tuple(expected_shape):
+        raise ValueError(
+            f"{layer._name()}.backward: grad_out has shape {tuple(grad_out.shape)} but the "
+            f"forward output had shape {tuple(expected_shape)}; pass dL/d(output)."
+        )
+    return grad_out

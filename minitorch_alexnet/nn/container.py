@@ -1,0 +1,53 @@
+"""Sequential: run children in order; backward runs them in reverse (the chain rule).
+
+    forward:   x -> f1 -> f2 -> ... -> fk -> y
+    backward:  dy -> fk.backward -> ... -> f1.backward -> dx
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+from .module import Module
+
+
+class Sequential(Module):
+    """A chain of modules. ``Sequential(a, b, c)`` or ``Sequential(OrderedDict(name=module))``."""
+
+    def __init__(self, *modules: Module | OrderedDict):
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            for name, m in modules[0].items():
+                self.add_module(name, m)
+        else:
+            for i, m in enumerate(modules):
+                self.add_module(str(i), m)
+
+    def add_module(self, name: str, module: Module) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(
+                f"Sequential: {name!r} is a {type(module).__name__}, not a Module; "
+                "pass layers such as nn.Conv2d(...) or nn.ReLU()"
+            )
+        setattr(self, name, module)
+
+    def __getitem__(self, i: int) -> Module:
+        return list(self._modules.values())[i]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def forward(self, x: Any) -> Any:
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def backward(self, grad_out: Any) -> Any:
+        for m in reversed(self._modules.values()):
+            grad_out = m.backward(grad_out)
+        return grad_out

@@ -1,0 +1,150 @@
+"""Conv2d by im2col: every convolution becomes one matrix product per group.
+
+Forward, for input x (N, C, H, W), weight W (O, C/G, KH, KW), bias b (O,):
+
+    Ho = floor((H + 2*PH - KH) / SH) + 1          (the same for Wo)
+    y[n, o, ho, wo] = b[o] + sum_{c, i, j} W[o, c, i, j] * x[n, g*C/G + c, ho*SH + i - PH, wo*SW + j - PW]
+
+im2col unfolds x into X_col (C*KH*KW, N*Ho*Wo), one column per output position,
+so with W_g (O/G, C/G*KH*KW) the rows of W for group g and X_g its rows of X_col:
+
+    Y_g = W_g @ X_g                                 (O/G, N*Ho*Wo)
+
+Backward, given dY (N, O, Ho, Wo) laid out as dY_g (O/G, N*Ho*Wo):
+
+    dW_g = dY_g @ X_g.T                             (O/G, C/G*KH*KW)
+    db   = sum of dY over n, ho, wo                 (O,)
+    dX_g = W_g.T @ dY_g                             (C/G*KH*KW, N*Ho*Wo)
+    dx   = col2im(dX_col)                           (N, C, H, W)  -- adds overlapping windows back
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backend import get_backend
+from . import init
+from ._checks import check_array, check_grad, check_params_match, check_shape, check_window, pair
+from .module import Module, Parameter
+
+
+def conv_out_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """floor((W - K + 2P) / S) + 1."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+class Conv2d(Module):
+    """2-D convolution (cross-correlation, as in PyTorch).
+
+    Args:
+        in_channels, out_channels: C and O; both divisible by ``groups``.
+        kernel_size, stride, padding: an int or an (h, w) pair.
+        groups: G; input channels are split into G groups, each convolved with its own O/G filters.
+        bias: learn an additive bias per output channel.
+
+    Shapes:
+        input (N, C, H, W) -> output (N, O, Ho, Wo), Ho = floor((H + 2P - K) / S) + 1.
+        weight (O, C/G, KH, KW); bias (O,).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        groups: int = 1,
+        bias: bool = True,
+    ):
+        super().__init__()
+        name = f"Conv2d({in_channels}, {out_channels}, kernel_size={kernel_size})"
+        self.kernel_size = pair(kernel_size, "kernel_size", name)
+        self.stride = pair(stride, "stride", name)
+        self.padding = pair(padding, "padding", name)
+        check_window(name, self.kernel_size, self.stride, self.padding)
+        if in_channels < 1 or out_channels < 1 or groups < 1:
+            raise ValueError(f"{name}: channels and groups must be >= 1")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must "
+                f"both be divisible by groups ({groups})"
+            )
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        kh, kw = self.kernel_size
+        fan_in = in_channels // groups * kh * kw
+        self.weight = Parameter(
+            init.fan_in_uniform((out_channels, in_channels // groups, kh, kw), fan_in)
+        )
+        self.bias = Parameter(init.fan_in_uniform((out_channels,), fan_in)) if bias else None
+
+    def extra_repr(self) -> str:
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}"
+        )
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+        """(N, O, Ho, Wo) for an input of shape (N, C, H, W)."""
+        N, _, H, W = input_shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return (
+            N,
+            self.out_channels,
+            conv_out_size(H, kh, sh, ph),
+            conv_out_size(W, kw, sw, pw),
+        )
+
+    def forward(self, x: Any) -> Any:
+        """x (N, C, H, W) -> y (N, O, Ho, Wo)."""
+        check_array(self, x)
+        check_shape(self, x, (4,), self.in_channels, "(N, C, H, W)")
+        check_params_match(self, x)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        N, C, H, W = x.shape
+        if H + 2 * ph < kh or W + 2 * pw < kw:
+            raise ValueError(
+                f"{self._name()}: kernel {kh}x{kw} is larger than the padded input "
+                f"{H + 2 * ph}x{W + 2 * pw} (input {H}x{W}, padding {ph},{pw}); use a larger "
+                "input, more padding or a smaller kernel"
+            )
+        B = get_backend()
+        G, O = self.groups, self.out_channels
+        _, _, Ho, Wo = self.output_shape(x.shape)
+
+        cols = B.kernels.im2col(x, kh, kw, sh, sw, ph, pw)  # (C*KH*KW, N*Ho*Wo)
+        w = self.weight.data.reshape(G, O // G, -1)  # W_g: (G, O/G, C/G*KH*KW)
+        y = w @ cols.reshape(G, -1, N * Ho * Wo)  # Y_g = W_g @ X_g: (G, O/G, N*Ho*Wo)
+        bias = None if self.bias is None else self.bias.data
+        # (O, N, Ho, Wo) + b[o]  ->  (N, O, Ho, Wo), in one pass
+        out = B.kernels.cnhw_to_nchw(y.reshape(O, N, Ho, Wo), bias)
+        self._save_for_backward(cols=cols, x_shape=x.shape, out_shape=out.shape)
+        return out
+
+    def backward(self, grad_out: Any) -> Any:
+        """dL/dy (N, O, Ho, Wo) -> dL/dx (N, C, H, W); adds dL/dW and dL/db to .grad."""
+        s = self._saved()
+        check_grad(self, grad_out, s["out_shape"])
+        B = get_backend()
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        G, O = self.groups, self.out_channels
+        cols = s["cols"]
+        L = cols.shape[1]  # N*Ho*Wo
+
+        # dY laid out like Y: (O, N*Ho*Wo), rows grouped by output channel
+        dy = B.xp.ascontiguousarray(grad_out.transpose(1, 0, 2, 3)).reshape(G, O // G, L)
+        if self.bias is not None:
+            self.bias.accumulate_grad(dy.reshape(O, L).sum(axis=1))  # db = sum dY
+        cols_g = cols.reshape(G, -1, L)
+        dw = dy @ cols_g.transpose(0, 2, 1)  # dW_g = dY_g @ X_g.T
+        self.weight.accumulate_grad(dw.reshape(self.weight.shape))
+        w = self.weight.data.reshape(G, O // G, -1)
+        dcols = w.transpose(0, 2, 1) @ dy  # dX_g = W_g.T @ dY_g
+        return B.kernels.col2im(dcols.reshape(cols.shape), s["x_shape"], kh, kw, sh, sw, ph, pw)

@@ -1,0 +1,53 @@
+"""Dropout, inverted (the scaling happens in training, so evaluation is the identity).
+
+Training, with keep mask m[i] ~ Bernoulli(1 - p):
+
+    y  = x * m / (1 - p)
+    dx = dy * m / (1 - p)
+
+Evaluation: y = x, dx = dy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import backend as _backend
+from ._checks import check_array, check_grad
+from .module import Module
+
+
+class Dropout(Module):
+    """Zero each element with probability ``p`` in training; identity in evaluation.
+
+    Shapes: any (N, *) -> the same shape. The mask is drawn from the project's
+    generator (``manual_seed``), on the device for CuPy.
+    """
+
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+            raise ValueError(
+                f"Dropout: p must be a probability in [0, 1), got {p!r} "
+                "(p=1 would drop everything; use p=0 for no dropout)"
+            )
+        self.p = float(p)
+        self.inplace = inplace  # accepted for PyTorch compatibility
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+    def forward(self, x: Any) -> Any:
+        check_array(self, x)
+        if not self.training or self.p == 0.0:
+            self._save_for_backward(mask=None, shape=x.shape)
+            return x
+        keep = _backend.uniform(x.shape, x.dtype) >= self.p  # m ~ Bernoulli(1 - p)
+        mask = keep * x.dtype.type(1.0 / (1.0 - self.p))  # m / (1 - p), in x's dtype
+        self._save_for_backward(mask=mask, shape=x.shape)
+        return x * mask
+
+    def backward(self, grad_out: Any) -> Any:
+        s = self._saved()
+        check_grad(self, grad_out, s["shape"])
+        return grad_out if s["mask"] is None else grad_out * s["mask"]

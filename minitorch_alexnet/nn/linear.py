@@ -1,0 +1,83 @@
+"""Linear (fully connected) and Flatten.
+
+Linear, for x (N, in), W (out, in), b (out,):
+
+    y  = x @ W.T + b                 (N, out)
+    dx = dy @ W                      (N, in)
+    dW = dy.T @ x                    (out, in)
+    db = sum over n of dy            (out,)
+
+Flatten reshapes (N, C, H, W) -> (N, C*H*W); its backward reshapes back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import init
+from ._checks import check_array, check_grad, check_params_match, check_shape
+from .module import Module, Parameter
+
+
+class Linear(Module):
+    """y = x W^T + b.
+
+    Shapes: input (N, in_features) -> output (N, out_features);
+    weight (out_features, in_features), bias (out_features,).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        if in_features < 1 or out_features < 1:
+            raise ValueError(
+                f"Linear({in_features}, {out_features}): feature counts must be >= 1"
+            )
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = Parameter(init.fan_in_uniform((out_features, in_features), in_features))
+        self.bias = Parameter(init.fan_in_uniform((out_features,), in_features)) if bias else None
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
+
+    def forward(self, x: Any) -> Any:
+        """x (N, in) -> y (N, out)."""
+        check_array(self, x)
+        check_shape(self, x, (2,), self.in_features, "(N, in_features)")
+        check_params_match(self, x)
+        y = x @ self.weight.data.T  # y = x W^T
+        if self.bias is not None:
+            y += self.bias.data  # + b, broadcast over the batch
+        self._save_for_backward(x=x)
+        return y
+
+    def backward(self, grad_out: Any) -> Any:
+        """dL/dy (N, out) -> dL/dx (N, in); adds dL/dW and dL/db to .grad."""
+        x = self._saved()["x"]
+        check_grad(self, grad_out, (x.shape[0], self.out_features))
+        self.weight.accumulate_grad(grad_out.T @ x)  # dW = dy^T x
+        if self.bias is not None:
+            self.bias.accumulate_grad(grad_out.sum(axis=0))  # db = sum_n dy
+        return grad_out @ self.weight.data  # dx = dy W
+
+
+class Flatten(Module):
+    """(N, d1, d2, ...) -> (N, d1*d2*...) from ``start_dim`` on (PyTorch's default start_dim=1)."""
+
+    def __init__(self, start_dim: int = 1):
+        super().__init__()
+        self.start_dim = start_dim
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}"
+
+    def forward(self, x: Any) -> Any:
+        check_array(self, x)
+        self._save_for_backward(shape=x.shape)
+        return x.reshape(*x.shape[: self.start_dim], -1)
+
+    def backward(self, grad_out: Any) -> Any:
+        shape = self._saved()["shape"]
+        return grad_out.reshape(shape)

@@ -1,0 +1,82 @@
+"""LocalResponseNorm, with PyTorch's formula (AlexNet 2012, section 3.3).
+
+For input a (N, C, ...) and window size n, channel c is divided by a sum of
+squares over its neighbouring channels c' in [c - n//2, c + (n-1)//2] (clipped):
+
+    s_c = k + (alpha / n) * sum_{c'} a_{c'}^2
+    b_c = a_c * s_c^(-beta)
+
+Backward. b_c depends on a_c directly and, through s_{c'}, on every a_{c'}
+whose window contains c, i.e. c' in [c - (n-1)//2, c + n//2]:
+
+    da_c = db_c * s_c^(-beta)
+           - (2 * alpha * beta / n) * a_c * sum_{c'} db_{c'} * a_{c'} * s_{c'}^(-beta-1)
+
+Both window sums are computed with one cumulative sum over the channel axis.
+Note: PyTorch (and we) divide alpha by n; the AlexNet paper does not, so the
+paper's alpha=1e-4 corresponds to alpha=5e-4 here for n=5.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backend import get_backend
+from ._checks import check_array, check_grad, check_shape
+from .module import Module
+
+
+def _window_sum(xp: Any, v: Any, before: int, after: int) -> Any:
+    """out[:, c] = sum of v[:, c'] for c' in [c - before, c + after], clipped to the channels.
+
+    v has shape (N, C, L). Uses a cumulative sum: out = S[c + after + 1] - S[c - before].
+    """
+    N, C, L = v.shape
+    csum = xp.zeros((N, C + 1, L), dtype=v.dtype)
+    xp.cumsum(v, axis=1, out=csum[:, 1:])
+    c = xp.arange(C)
+    hi = xp.minimum(c + after + 1, C)
+    lo = xp.maximum(c - before, 0)
+    return csum[:, hi] - csum[:, lo]
+
+
+class LocalResponseNorm(Module):
+    """Normalise each channel by the energy of its ``size`` neighbours.
+
+    Args: size n, alpha, beta, k as in PyTorch (``LocalResponseNorm(5, 1e-4, 0.75, 2.0)``).
+    Shapes: input (N, C, *) with at least 3 dimensions -> output of the same shape.
+    """
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
+        super().__init__()
+        if size < 1:
+            raise ValueError(f"LocalResponseNorm: size must be >= 1, got {size}")
+        self.size, self.alpha, self.beta, self.k = size, float(alpha), float(beta), float(k)
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+    def forward(self, x: Any) -> Any:
+        """x (N, C, ...) -> y of the same shape."""
+        check_array(self, x)
+        check_shape(self, x, (3, 4, 5), None, "(N, C, L), (N, C, H, W) or (N, C, D, H, W)")
+        xp = get_backend().xp
+        n = self.size
+        a = x.reshape(x.shape[0], x.shape[1], -1)  # (N, C, L)
+        s = self.k + (self.alpha / n) * _window_sum(xp, a * a, n // 2, (n - 1) // 2)
+        s_pow = s ** (-self.beta)  # s_c^(-beta)
+        y = a * s_pow  # b_c = a_c * s_c^(-beta)
+        self._save_for_backward(a=a, s=s, s_pow=s_pow, shape=x.shape)
+        return y.reshape(x.shape)
+
+    def backward(self, grad_out: Any) -> Any:
+        """dL/dy -> dL/dx, both of the input's shape."""
+        c = self._saved()
+        check_grad(self, grad_out, c["shape"])
+        xp = get_backend().xp
+        n, a, s, s_pow = self.size, c["a"], c["s"], c["s_pow"]
+        g = grad_out.reshape(a.shape)
+        t = g * a * s_pow / s  # db_{c'} * a_{c'} * s_{c'}^(-beta-1)
+        back = _window_sum(xp, t, (n - 1) // 2, n // 2)  # over every c' whose window holds c
+        dx = g * s_pow - (2.0 * self.alpha * self.beta / n) * a * back
+        return dx.reshape(c["shape"])
