@@ -1,0 +1,288 @@
+"""Learning-rate schedulers: ``StepLR``, ``CosineAnnealingLR`` and ``OneCycleLR``.
+
+They follow ``torch.optim.lr_scheduler`` exactly (same formulas, same order of
+floating-point operations, same step counting), so a recipe written for PyTorch
+gives the same learning rates here. Usage is PyTorch's::
+
+    sched = OneCycleLR(opt, max_lr=0.1, total_steps=epochs * len(loader))
+    for x, y in loader:
+        ...; opt.step(); sched.step()      # OneCycleLR steps once per batch
+
+Creating a scheduler already performs "step 0": it sets every group's ``lr`` to
+the schedule's first value. Each :meth:`LRScheduler.step` then advances
+``last_epoch`` by one and writes the next value into ``group["lr"]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .optimizer import Optimizer
+
+
+class LRScheduler:
+    """Base class: keeps ``base_lrs``, ``last_epoch`` and the last learning rates.
+
+    Args:
+        optimizer: the optimiser whose groups' ``lr`` this scheduler sets.
+        last_epoch: index of the last step taken (-1 for a fresh schedule).
+    """
+
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        self.optimizer = optimizer
+        if last_epoch == -1:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+        else:
+            for i, group in enumerate(optimizer.param_groups):
+                if "initial_lr" not in group:
+                    raise KeyError(
+                        f"param_groups[{i}] has no 'initial_lr': load the optimizer's state "
+                        "before resuming a scheduler with last_epoch >= 0"
+                    )
+        self.base_lrs: list[float] = [group["initial_lr"] for group in optimizer.param_groups]
+        self.last_epoch = last_epoch
+        self._step_count = 0
+        self._is_initial = True
+        self.step()
+        self._is_initial = False
+
+    def get_lr(self) -> list[float]:
+        """The learning rate of each group for step ``last_epoch`` (called by :meth:`step`)."""
+        raise NotImplementedError
+
+    def step(self) -> None:
+        """Advance the schedule by one step and write the new rates into the optimizer."""
+        self._step_count += 1
+        self.last_epoch += 1
+        values = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, values):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def get_last_lr(self) -> list[float]:
+        """The learning rates set by the latest :meth:`step`, one per parameter group."""
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the optimizer, as plain numbers, strings and lists (JSON-friendly)."""
+        return {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in self.__dict__.items()
+            if k != "optimizer"
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a state made by :meth:`state_dict`."""
+        self.__dict__.update(state_dict)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(last_epoch={self.last_epoch}, lr={self.get_last_lr()})"
+
+
+class StepLR(LRScheduler):
+    """Multiply the learning rate by ``gamma`` every ``step_size`` steps.
+
+    ``lr = initial_lr * gamma ** (last_epoch // step_size)``, computed as PyTorch
+    does: by multiplying the current rate when a boundary is crossed.
+    """
+
+    def __init__(
+        self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1
+    ):
+        if step_size <= 0:
+            raise ValueError(f"step_size must be a positive integer, got {step_size}")
+        self.step_size = step_size
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        groups = self.optimizer.param_groups
+        if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
+            return [g["lr"] for g in groups]
+        return [g["lr"] * self.gamma for g in groups]
+
+
+class CosineAnnealingLR(LRScheduler):
+    """Cosine annealing from the initial rate down to ``eta_min`` over ``T_max`` steps.
+
+    ``lr_t = eta_min + (initial_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2``,
+    evaluated recursively as PyTorch does (past ``T_max`` the rate rises again:
+    the cosine continues, it does not restart).
+    """
+
+    def __init__(
+        self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1
+    ):
+        self.T_max = T_max
+        self.eta_min = eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        groups = self.optimizer.param_groups
+        t, T, lo = self.last_epoch, self.T_max, self.eta_min
+        if self._is_initial:
+            return [g["lr"] for g in groups]
+        if self._step_count == 1 and t > 0:
+            return [
+                lo + (base - lo) * (1 + math.cos(t * math.pi / T)) / 2 for base in self.base_lrs
+            ]
+        if (t - 1 - T) % (2 * T) == 0:
+            return [
+                g["lr"] + (base - lo) * (1 - math.cos(math.pi / T)) / 2
+                for base, g in zip(self.base_lrs, groups)
+            ]
+        return [
+            (1 + math.cos(math.pi * t / T)) / (1 + math.cos(math.pi * (t - 1) / T)) * (g["lr"] - lo)
+            + lo
+            for g in groups
+        ]
+
+
+class OneCycleLR(LRScheduler):
+    """The 1cycle policy (Smith & Topin): warm up to ``max_lr``, then anneal far below the start.
+
+    Steps once per *batch*. With the defaults the rate starts at
+    ``max_lr / div_factor``, rises over the first ``pct_start`` of ``total_steps``
+    to ``max_lr``, then falls to ``initial_lr / final_div_factor``. With
+    ``three_phase`` it first comes back down to the initial rate symmetrically and
+    only then anneals to the minimum.
+
+    With ``cycle_momentum`` (the default, as in PyTorch) the momentum moves
+    against the rate, from ``max_momentum`` down to ``base_momentum`` and back:
+    SGD's ``momentum`` or Adam's ``beta1`` is overwritten each step.
+
+    Args:
+        optimizer: the optimiser.
+        max_lr: peak learning rate (one value, or one per group).
+        total_steps: number of :meth:`step` calls in the whole run (or give
+            ``epochs`` and ``steps_per_epoch``).
+        pct_start: fraction of the steps spent warming up.
+        anneal_strategy: ``"cos"`` or ``"linear"``.
+        cycle_momentum, base_momentum, max_momentum: the momentum cycle.
+        div_factor: ``initial_lr = max_lr / div_factor``.
+        final_div_factor: ``min_lr = initial_lr / final_div_factor``.
+        three_phase: use the three-phase schedule.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        max_lr: float | list[float],
+        total_steps: int | None = None,
+        epochs: int | None = None,
+        steps_per_epoch: int | None = None,
+        pct_start: float = 0.3,
+        anneal_strategy: str = "cos",
+        cycle_momentum: bool = True,
+        base_momentum: float | list[float] = 0.85,
+        max_momentum: float | list[float] = 0.95,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        three_phase: bool = False,
+        last_epoch: int = -1,
+    ):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        if total_steps is not None:
+            if not isinstance(total_steps, int) or total_steps <= 0:
+                raise ValueError(f"expected a positive integer total_steps, got {total_steps}")
+            self.total_steps = total_steps
+        elif epochs is not None and steps_per_epoch is not None:
+            if epochs <= 0 or steps_per_epoch <= 0:
+                raise ValueError("epochs and steps_per_epoch must be positive integers")
+            self.total_steps = int(epochs) * int(steps_per_epoch)
+        else:
+            raise ValueError("give either total_steps or both epochs and steps_per_epoch")
+        if not 0.0 <= float(pct_start) <= 1.0:
+            raise ValueError(f"pct_start must be between 0 and 1, got {pct_start}")
+        if anneal_strategy not in ("cos", "linear"):
+            raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
+        self.anneal_strategy = anneal_strategy
+
+        n = self.total_steps
+        warm_end = float(pct_start * n) - 1
+        if three_phase:
+            self._schedule_phases = [
+                [warm_end, "initial_lr", "max_lr", "max_momentum", "base_momentum"],
+                [
+                    float(2 * pct_start * n) - 2,
+                    "max_lr",
+                    "initial_lr",
+                    "base_momentum",
+                    "max_momentum",
+                ],
+                [n - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum"],
+            ]
+        else:
+            self._schedule_phases = [
+                [warm_end, "initial_lr", "max_lr", "max_momentum", "base_momentum"],
+                [n - 1, "max_lr", "min_lr", "base_momentum", "max_momentum"],
+            ]
+
+        groups = optimizer.param_groups
+        max_lrs = _per_group("max_lr", groups, max_lr)
+        if last_epoch == -1:
+            for group, top in zip(groups, max_lrs):
+                group["initial_lr"] = top / div_factor
+                group["max_lr"] = top
+                group["min_lr"] = group["initial_lr"] / final_div_factor
+
+        self.cycle_momentum = cycle_momentum
+        if cycle_momentum:
+            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+                raise ValueError("cycle_momentum needs an optimizer with momentum or betas")
+            self.use_beta1 = "betas" in optimizer.defaults
+            highs = _per_group("max_momentum", groups, max_momentum)
+            lows = _per_group("base_momentum", groups, base_momentum)
+            if last_epoch == -1:
+                for group, hi, lo in zip(groups, highs, lows):
+                    if self.use_beta1:
+                        group["betas"] = (hi, *group["betas"][1:])
+                    else:
+                        group["momentum"] = hi
+                    group["max_momentum"] = hi
+                    group["base_momentum"] = lo
+        super().__init__(optimizer, last_epoch)
+
+    def _anneal(self, start: float, end: float, pct: float) -> float:
+        if self.anneal_strategy == "cos":
+            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (end - start) * pct + start
+
+    def get_lr(self) -> list[float]:
+        step = self.last_epoch
+        if step > self.total_steps:
+            raise ValueError(
+                f"OneCycleLR stepped {step} times but was built for total_steps={self.total_steps}"
+            )
+        lrs = []
+        last = len(self._schedule_phases) - 1
+        for group in self.optimizer.param_groups:
+            start_step = 0.0
+            for i, (end_step, lr0, lr1, mom0, mom1) in enumerate(self._schedule_phases):
+                if step <= end_step or i == last:
+                    pct = (step - start_step) / (end_step - start_step)
+                    lr = self._anneal(group[lr0], group[lr1], pct)
+                    if self.cycle_momentum:
+                        momentum = self._anneal(group[mom0], group[mom1], pct)
+                    break
+                start_step = end_step
+            lrs.append(lr)
+            if self.cycle_momentum:
+                if self.use_beta1:
+                    group["betas"] = (momentum, *group["betas"][1:])
+                else:
+                    group["momentum"] = momentum
+        return lrs
+
+
+def _per_group(name: str, groups: list[dict[str, Any]], value: Any) -> list[float]:
+    if isinstance(value, list | tuple):
+        if len(value) != len(groups):
+            raise ValueError(f"{name} has {len(value)} values for {len(groups)} parameter groups")
+        return [float(v) for v in value]
+    return [float(value)] * len(groups)
