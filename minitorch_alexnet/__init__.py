@@ -22,6 +22,9 @@ from .backend import (
     use_backend,
 )
 
+from . import nn
+from .gradcheck import GradcheckResult, gradcheck
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -34,5 +37,8 @@ __all__ = [
     "set_backend",
     "to_numpy",
     "use_backend",
+    "GradcheckResult",
+    "gradcheck",
+    "nn",
     "__version__",
 ]

@@ -1,0 +1,183 @@
+"""Numba kernels for the CPU backend ``"numba"``.
+
+Each function here has the signature and the exact results of its twin in
+``kernels_numpy.py`` (the tests compare them), but runs as compiled, parallel
+loops instead of NumPy slicing: one pass over memory, no temporary arrays.
+
+* Compiled code is cached on disk (``cache=True``), so only the first run of a
+  new installation pays the compile time.
+* ``prange`` loops run on Numba's threads; BLAS runs the matrix products on its
+  own threads, never at the same time, so the cores are not oversubscribed.
+* Debugging: set ``NUMBA_DISABLE_JIT=1`` and these functions run as plain Python,
+  so a debugger can step through them.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .kernels_numpy import out_size
+
+_jit = dict(cache=True, nogil=True)
+
+
+# ------------------------------------------------------------------ im2col / col2im
+@njit(parallel=True, **_jit)
+def _im2col(x, kh, kw, sh, sw, ph, pw, Ho, Wo, cols):  # pragma: no cover - compiled
+    N, C, H, W = x.shape
+    L = Ho * Wo
+    for r in prange(C * kh * kw):  # one row of cols per (c, i, j)
+        c = r // (kh * kw)
+        i = (r // kw) % kh
+        j = r % kw
+        for n in range(N):
+            base = n * L
+            for ho in range(Ho):
+                h = ho * sh + i - ph
+                dst = base + ho * Wo
+                if h < 0 or h >= H:
+                    for wo in range(Wo):
+                        cols[r, dst + wo] = 0
+                    continue
+                for wo in range(Wo):
+                    w = wo * sw + j - pw
+                    cols[r, dst + wo] = x[n, c, h, w] if 0 <= w < W else 0
+
+
+def im2col(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int) -> np.ndarray:
+    """See ``kernels_numpy.im2col``: (N, C, H, W) -> (C*KH*KW, N*Ho*Wo)."""
+    N, C, H, W = x.shape
+    Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
+    cols = np.empty((C * kh * kw, N * Ho * Wo), dtype=x.dtype)
+    _im2col(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, Ho, Wo, cols)
+    return cols
+
+
+@njit(parallel=True, **_jit)
+def _col2im(cols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, dx):  # pragma: no cover
+    L = Ho * Wo
+    for nc in prange(N * C):  # each image plane is written by one thread only
+        n = nc // C
+        c = nc % C
+        for i in range(kh):  # same (i, j) order as the NumPy reference: same rounding
+            for j in range(kw):
+                r = (c * kh + i) * kw + j
+                for ho in range(Ho):
+                    h = ho * sh + i - ph
+                    if h < 0 or h >= H:
+                        continue
+                    src = n * L + ho * Wo
+                    for wo in range(Wo):
+                        w = wo * sw + j - pw
+                        if 0 <= w < W:
+                            dx[n, c, h, w] += cols[r, src + wo]
+
+
+def col2im(
+    cols: np.ndarray,
+    x_shape: tuple[int, int, int, int],
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+) -> np.ndarray:
+    """See ``kernels_numpy.col2im``: (C*KH*KW, N*Ho*Wo) -> (N, C, H, W)."""
+    N, C, H, W = x_shape
+    Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
+    dx = np.zeros((N, C, H, W), dtype=cols.dtype)
+    _col2im(np.ascontiguousarray(cols), N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, dx)
+    return dx
+
+
+# ------------------------------------------------------------------ max pooling
+@njit(parallel=True, **_jit)
+def _maxpool_fwd(x, kh, kw, sh, sw, ph, pw, out, idx):  # pragma: no cover - compiled
+    N, C, H, W = x.shape
+    Ho, Wo = out.shape[2], out.shape[3]
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc % C
+        for ho in range(Ho):
+            for wo in range(Wo):
+                best = x[n, c, 0, 0]
+                arg = -1
+                for i in range(kh):
+                    h = ho * sh + i - ph
+                    if h < 0 or h >= H:
+                        continue
+                    for j in range(kw):
+                        w = wo * sw + j - pw
+                        if w < 0 or w >= W:
+                            continue
+                        v = x[n, c, h, w]
+                        # first maximum wins; a NaN wins like in np.argmax
+                        if arg < 0 or v > best or (v != v and best == best):
+                            best = v
+                            arg = h * W + w
+                out[n, c, ho, wo] = best
+                idx[n, c, ho, wo] = arg
+
+
+def maxpool2d_forward(
+    x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """See ``kernels_numpy.maxpool2d_forward``."""
+    N, C, H, W = x.shape
+    Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
+    out = np.empty((N, C, Ho, Wo), dtype=x.dtype)
+    idx = np.empty((N, C, Ho, Wo), dtype=np.int64)
+    _maxpool_fwd(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, out, idx)
+    return out, idx
+
+
+@njit(parallel=True, **_jit)
+def _maxpool_bwd(g, idx, dx):  # pragma: no cover - compiled
+    N, C, Ho, Wo = g.shape
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc % C
+        plane = dx[n, c].ravel()  # a view: writes land in dx
+        for ho in range(Ho):
+            for wo in range(Wo):
+                plane[idx[n, c, ho, wo]] += g[n, c, ho, wo]
+
+
+def maxpool2d_backward(
+    grad_out: np.ndarray, indices: np.ndarray, x_shape: tuple[int, int, int, int]
+) -> np.ndarray:
+    """See ``kernels_numpy.maxpool2d_backward``."""
+    dx = np.zeros(x_shape, dtype=grad_out.dtype)
+    _maxpool_bwd(np.ascontiguousarray(grad_out), np.ascontiguousarray(indices), dx)
+    return dx
+
+
+# ------------------------------------------------------------------ layout
+@njit(parallel=True, **_jit)
+def _cnhw_to_nchw(y, bias, has_bias, out):  # pragma: no cover - compiled
+    C, N, HW = y.shape
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc % C
+        b = bias[c] if has_bias else 0
+        for k in range(HW):
+            out[n, c, k] = y[c, n, k] + b
+
+
+def cnhw_to_nchw(y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """See ``kernels_numpy.cnhw_to_nchw``: (C, N, H, W) (+ bias[c]) -> (N, C, H, W)."""
+    C, N, H, W = y.shape
+    out = np.empty((N, C, H, W), dtype=y.dtype)
+    b = bias if bias is not None else np.zeros(1, dtype=y.dtype)
+    _cnhw_to_nchw(
+        np.ascontiguousarray(y).reshape(C, N, H * W), b, bias is not None, out.reshape(N, C, -1)
+    )
+    return out
+
+
+def num_threads() -> int:
+    """How many threads the parallel kernels use."""
+    return numba.get_num_threads()

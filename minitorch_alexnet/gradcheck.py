@@ -1,0 +1,252 @@
+"""Finite-difference gradient checking: is a layer's hand-written backward right?
+
+Method
+------
+For a module f, inputs x and a *random* upstream gradient g (same shape as the
+output), define the scalar  L(x, theta) = sum(g * f(x; theta)).  The analytic
+gradient is what ``f.backward(g)`` returns (for x) and accumulates into each
+``Parameter.grad`` (for theta). The numeric gradient is the central difference
+
+    dL/dv[i] ~ (L(v + eps*e_i) - L(v - eps*e_i)) / (2*eps)
+
+for every element i of every input and parameter v, computed in float64.
+
+Why a random g and not ``out.sum()``: with g = 1 everywhere, errors that sum to
+zero over the output are invisible. BatchNorm's dx and softmax's gradient both
+sum to zero along an axis, so a backward that forgets the mean terms would
+pass a ``sum()`` check. A random g has no such blind spot.
+
+Train-mode randomness is frozen: the generator is re-seeded before every
+forward pass, so Dropout draws the same mask each time. BatchNorm in training
+mode uses batch statistics, which the check differentiates through.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import backend as _backend
+from .nn.module import Module
+
+
+@dataclass
+class TensorCheck:
+    """The comparison for one tensor (an input or a parameter)."""
+
+    name: str
+    shape: tuple[int, ...]
+    max_abs_error: float
+    max_rel_error: float
+    worst_index: tuple[int, ...] | None
+    numeric: float
+    analytic: float
+    ok: bool
+    n_bad: int = 0
+
+    def line(self) -> str:
+        status = "ok  " if self.ok else "FAIL"
+        where = "" if self.worst_index is None else f" at {self.name}{list(self.worst_index)}"
+        return (
+            f"  {status} {self.name:<18} shape {str(self.shape):<18} max abs err "
+            f"{self.max_abs_error:.3e}  max rel err {self.max_rel_error:.3e}{where}: "
+            f"numeric {self.numeric:+.8e} vs analytic {self.analytic:+.8e}"
+            + (f"  ({self.n_bad} elements out of tolerance)" if self.n_bad else "")
+        )
+
+
+@dataclass
+class GradcheckResult:
+    """What :func:`gradcheck` found. ``bool(result)`` is ``result.ok``."""
+
+    module: str
+    tensors: list[TensorCheck] = field(default_factory=list)
+    atol: float = 0.0
+    rtol: float = 0.0
+    eps: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(t.ok for t in self.tensors)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def worst(self) -> TensorCheck | None:
+        """The failing tensor with the largest error (or the largest overall when all pass)."""
+        pool = [t for t in self.tensors if not t.ok] or self.tensors
+        return max(pool, key=lambda t: t.max_abs_error, default=None)
+
+    def report(self) -> str:
+        head = "PASSED" if self.ok else "FAILED"
+        lines = [
+            f"gradcheck {head} for {self.module} "
+            f"(|numeric - analytic| <= {self.atol:g} + {self.rtol:g} * |numeric|, eps={self.eps:g})"
+        ]
+        lines += [t.line() for t in self.tensors]
+        if not self.ok:
+            lines.append(
+                "  A failing input means backward's returned gradient is wrong; a failing "
+                "parameter means the gradient added to its .grad is wrong."
+            )
+        return "\n".join(lines)
+
+    __str__ = report
+
+
+def _as_module(module_or_fn: Any) -> Any:
+    if isinstance(module_or_fn, Module) or (
+        hasattr(module_or_fn, "backward") and callable(module_or_fn)
+    ):
+        return module_or_fn
+    if callable(module_or_fn):  # a factory: build the module
+        built = module_or_fn()
+        if hasattr(built, "backward"):
+            return built
+    raise TypeError(
+        "gradcheck needs a Module (or an object with __call__ and backward), or a "
+        f"function that builds one; got {type(module_or_fn).__name__}"
+    )
+
+
+def gradcheck(
+    module_or_fn: Any,
+    *inputs: Any,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    seed: int = 0,
+    check_params: bool = True,
+    upstream: Any = None,
+) -> GradcheckResult:
+    """Compare a module's backward pass with central finite differences, in float64.
+
+    Args:
+        module_or_fn: a Module (used as it is: train or eval mode), any object with
+            ``__call__`` and ``backward``, or a function that builds one. It is
+            deep-copied and cast to float64; the original is not touched.
+        *inputs: the forward pass's arguments. Floating-point arrays are checked;
+            integer arrays (class targets of a loss) are passed through unchanged.
+        eps: the finite-difference step.
+        atol, rtol: an element passes when |numeric - analytic| <= atol + rtol*|numeric|.
+        seed: seeds the random upstream gradient and the generator re-seeded
+            before every forward (so Dropout keeps one mask).
+        check_params: also check every parameter's gradient.
+        upstream: a fixed upstream gradient instead of a random one.
+
+    Returns:
+        A :class:`GradcheckResult`; ``result.ok`` tells, ``print(result)`` explains.
+    """
+    B = _backend.get_backend()
+    xp = B.xp
+    f = copy.deepcopy(_as_module(module_or_fn))
+    if hasattr(f, "double"):
+        f.double()
+    if hasattr(f, "clear_cache"):
+        f.clear_cache()
+    args = [
+        xp.array(_backend.asarray(a, "float64"))  # a private, contiguous copy to perturb
+        if _backend.to_numpy(a).dtype.kind == "f"
+        else _backend.asarray(a)
+        for a in inputs
+    ]
+    float_args = [i for i, a in enumerate(args) if a.dtype.kind == "f"]
+    params = list(f.named_parameters()) if check_params and hasattr(f, "named_parameters") else []
+
+    def forward() -> Any:
+        _backend.manual_seed(seed + 1)  # the same dropout mask on every call
+        return f(*args)
+
+    for _, p in params:  # contiguous, so that perturbing a flat view perturbs the parameter
+        p.data = xp.ascontiguousarray(p.data)
+    out = forward()
+    if upstream is None:
+        _backend.manual_seed(seed)
+        g = _backend.asarray(_backend.host_rng().standard_normal(out.shape), "float64")
+    else:
+        g = _backend.asarray(upstream, "float64")
+
+    def loss() -> float:
+        return float(xp.sum(g * forward()))
+
+    # analytic gradients
+    for _, p in params:
+        p.grad = None
+    forward()
+    dx = f.backward(g)
+    dxs = dx if isinstance(dx, (tuple, list)) else [dx]
+    analytic: list[tuple[str, Any, Any]] = []
+    names = ["input"] if len(float_args) == 1 else [f"input[{i}]" for i in float_args]
+    for name, i, d in zip(names, float_args, dxs):
+        analytic.append((name, args[i], d))
+    for name, p in params:
+        grad = p.grad if p.grad is not None else xp.zeros_like(p.data)
+        analytic.append((name, p.data, grad))
+
+    result = GradcheckResult(module=_describe(f), atol=atol, rtol=rtol, eps=eps)
+    for name, v, a in analytic:
+        if a is None or tuple(a.shape) != tuple(v.shape):
+            raise ValueError(
+                f"gradcheck: backward returned a gradient of shape "
+                f"{None if a is None else tuple(a.shape)} for {name} of shape {tuple(v.shape)}"
+            )
+        num = _numeric(v, loss, eps)
+        result.tensors.append(_compare(name, _backend.to_numpy(num), _backend.to_numpy(a), atol, rtol))
+    return result
+
+
+def _numeric(v: Any, loss: Callable[[], float], eps: float) -> Any:
+    """Central differences of ``loss`` for every element of ``v`` (perturbed in place)."""
+    xp = _backend.get_backend().xp
+    grad = xp.zeros(v.shape, dtype="float64")
+    flat, gflat = v.reshape(-1), grad.reshape(-1)  # views: v is contiguous
+    for i in range(flat.size):
+        old = float(flat[i])
+        flat[i] = old + eps
+        up = loss()
+        flat[i] = old - eps
+        down = loss()
+        flat[i] = old
+        gflat[i] = (up - down) / (2 * eps)
+    return grad
+
+
+def _compare(name: str, num: Any, ana: Any, atol: float, rtol: float) -> TensorCheck:
+    err = abs(num - ana)
+    bad = err > atol + rtol * abs(num)
+    if num.size == 0:
+        return TensorCheck(name, tuple(num.shape), 0.0, 0.0, None, 0.0, 0.0, True)
+    # relative to the larger magnitude, floored at atol so that round-off on a true
+    # zero does not read as "100% off"
+    np = _backend.get_backend("numpy").xp  # num and ana are host arrays
+    rel = err / np.maximum(np.maximum(abs(num), abs(ana)), max(atol, 1e-300))
+    # where to point: the worst failing element, else the largest absolute error
+    flat = int((err * bad).argmax()) if bad.any() else int(err.argmax())
+    index = tuple(int(i) for i in _unravel(flat, num.shape))
+    return TensorCheck(
+        name=name,
+        shape=tuple(num.shape),
+        max_abs_error=float(err.max()),
+        max_rel_error=float(rel.max()),
+        worst_index=index,
+        numeric=float(num.reshape(-1)[flat]),
+        analytic=float(ana.reshape(-1)[flat]),
+        ok=not bool(bad.any()),
+        n_bad=int(bad.sum()),
+    )
+
+
+def _unravel(flat: int, shape: Sequence[int]) -> list[int]:
+    index = []
+    for s in reversed(shape):
+        index.append(flat % s)
+        flat //= s
+    return list(reversed(index))
+
+
+def _describe(f: Any) -> str:
+    if hasattr(f, "_name"):
+        return f._name()
+    return type(f).__name__
