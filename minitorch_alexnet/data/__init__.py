@@ -1,0 +1,61 @@
+"""Datasets and batches: CIFAR-10 (download, verify, load), a synthetic stand-in, a DataLoader.
+
+from minitorch_alexnet import data
+splits = data.load_cifar10()                      # or data.make_synthetic(5000, 1000)
+loader = data.DataLoader(splits.train, batch_size=128, shuffle=True, augment=True, seed=0)
+for x, y in loader:                               # float32 (B, 3, 32, 32), int64 (B,)
+    ...
+"""
+
+from .cifar import (
+    CIFAR10_CLASSES,
+    CIFAR10_FOLDER,
+    CIFAR10_MD5,
+    CIFAR10_URL,
+    default_data_dir,
+    download_cifar10,
+    extract_archive,
+    find_cifar10,
+    load_cifar10,
+    md5sum,
+    read_batch,
+)
+from .dataset import (
+    CorruptDatasetError,
+    DatasetError,
+    DatasetNotFoundError,
+    DatasetSplits,
+    DownloadError,
+    ImageDataset,
+    UnsafeArchiveError,
+)
+from .loader import CIFAR10_MEAN, CIFAR10_STD, DataLoader, crop_flip, normalize
+from .synthetic import SYNTHETIC_CLASSES, make_synthetic
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "CIFAR10_FOLDER",
+    "CIFAR10_MD5",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "CIFAR10_URL",
+    "CorruptDatasetError",
+    "DataLoader",
+    "DatasetError",
+    "DatasetNotFoundError",
+    "DatasetSplits",
+    "DownloadError",
+    "ImageDataset",
+    "SYNTHETIC_CLASSES",
+    "UnsafeArchiveError",
+    "crop_flip",
+    "default_data_dir",
+    "download_cifar10",
+    "extract_archive",
+    "find_cifar10",
+    "load_cifar10",
+    "make_synthetic",
+    "md5sum",
+    "normalize",
+    "read_batch",
+]

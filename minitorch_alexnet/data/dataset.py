@@ -1,0 +1,109 @@
+"""The dataset containers and the errors shared by the CIFAR-10 and synthetic loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import backend as _backend
+
+__all__ = [
+    "CorruptDatasetError",
+    "DatasetError",
+    "DatasetNotFoundError",
+    "DatasetSplits",
+    "DownloadError",
+    "ImageDataset",
+    "UnsafeArchiveError",
+]
+
+
+def host_numpy() -> Any:
+    """The NumPy module, for host-side file reading (library code does not import numpy itself)."""
+    return _backend.get_backend("numpy").xp
+
+
+class DatasetError(RuntimeError):
+    """Something is wrong with a dataset on disk or its download."""
+
+
+class DatasetNotFoundError(DatasetError):
+    """The dataset is not in the data folder and was not (or could not be) downloaded."""
+
+
+class DownloadError(DatasetNotFoundError):
+    """The download failed (offline, server unreachable, interrupted)."""
+
+
+class CorruptDatasetError(DatasetError):
+    """A dataset file exists but is damaged, truncated or not what it claims to be."""
+
+
+class UnsafeArchiveError(CorruptDatasetError):
+    """An archive member would be written outside the target folder (or is a device/link trap)."""
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """Images and labels held on the host.
+
+    Attributes:
+        images: ``uint8`` array of shape ``(N, 3, 32, 32)`` (channels R, G, B; NCHW).
+        labels: ``int64`` array of shape ``(N,)`` with values in ``[0, len(classes))``.
+        classes: the class names, indexed by label.
+        name: a short description (``"cifar10-train"``, ``"synthetic-test"``, ...).
+    """
+
+    images: Any
+    labels: Any
+    classes: tuple[str, ...]
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.images.dtype.kind != "u":
+            raise ValueError(
+                f"images must be uint8 (N, C, H, W), got {self.images.dtype} {self.images.shape}"
+            )
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError(
+                f"{self.images.shape[0]} images but labels of shape {tuple(self.labels.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def subset(self, n: int | None) -> ImageDataset:
+        """The first ``n`` examples (all of them for ``None`` or ``n >= len``).
+
+        CIFAR-10's batches are stored in a shuffled order, so a prefix is a fair sample.
+        """
+        if n is None or n >= len(self):
+            return self
+        if n <= 0:
+            raise ValueError(f"subset size must be positive, got {n}")
+        return ImageDataset(self.images[:n], self.labels[:n], self.classes, f"{self.name}[:{n}]")
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """A training and a test split.
+
+    Attributes:
+        train: the training images.
+        test: the test images.
+        name: ``"cifar10"`` or ``"synthetic"``.
+        source: where the data came from (a folder, or the generator's settings).
+    """
+
+    train: ImageDataset
+    test: ImageDataset
+    name: str
+    source: str
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.train.classes

@@ -1,0 +1,224 @@
+"""Mini-batches on the active backend, with batch-vectorised augmentation.
+
+The :class:`DataLoader` uploads the whole ``uint8`` dataset to the backend once
+(on CuPy: to the GPU), then per batch it only indexes, augments and normalises
+there; no image crosses between host and device during an epoch.
+
+Augmentation is the standard CIFAR recipe, done for the whole batch at once with
+one fancy-indexing gather (no per-image loop):
+
+* random crop: pad each image with ``padding`` zero (black) pixels on every
+  side and cut a random 32x32 window out of it (offsets in ``[0, 2 * padding]``);
+* random horizontal flip with probability 1/2;
+
+followed by normalisation, ``(x / 255 - mean) / std`` per channel, to ``float32``.
+
+Reproducibility: the order of examples and the random crops/flips of an epoch
+are functions of ``(seed, epoch)`` only. :meth:`DataLoader.set_epoch` chooses the
+epoch, so a training run resumed at epoch ``e`` sees exactly the batches an
+uninterrupted run sees in epoch ``e``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from .. import backend as _backend
+from .dataset import ImageDataset, host_numpy
+
+__all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "DataLoader", "crop_flip", "normalize"]
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def _xp_of(a: Any) -> Any:
+    return _backend.get_backend("numpy" if _backend.array_backend_name(a) == "cpu" else "cupy").xp
+
+
+def normalize(
+    x: Any, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD
+) -> Any:
+    """``uint8`` images ``(N, C, H, W)`` to ``float32`` ``(x / 255 - mean[c]) / std[c]``.
+
+    Computed as ``x * scale + shift`` with ``scale = 1 / (255 std)`` and
+    ``shift = -mean / std``, in ``float32``, on the array library of ``x``.
+    """
+    xp = _xp_of(x)
+    std_ = xp.asarray(std, dtype=xp.float64)
+    scale = (1.0 / (255.0 * std_)).astype(xp.float32).reshape(1, -1, 1, 1)
+    shift = (-xp.asarray(mean, dtype=xp.float64) / std_).astype(xp.float32).reshape(1, -1, 1, 1)
+    out = x.astype(xp.float32)
+    out *= scale
+    out += shift
+    return out
+
+
+def crop_flip(x: Any, oy: Any, ox: Any, flip: Any, padding: int = 4) -> Any:
+    """Crop each image from its zero-padded version and optionally mirror it, all at once.
+
+    Args:
+        x: images ``(N, C, H, W)`` (any dtype; ``uint8`` is cheapest).
+        oy, ox: int arrays ``(N,)`` with values in ``[0, 2 * padding]``: the window's
+            top-left corner in the padded image (``padding`` means no shift).
+        flip: bool array ``(N,)``: mirror left-right after cropping.
+        padding: zero pixels added on each side before cropping.
+
+    Returns:
+        Array ``(N, C, H, W)`` of ``x``'s dtype: ``out[n, c, i, j] = padded[n, c, oy + i,
+        ox + j']`` with ``j' = W - 1 - j`` where ``flip[n]`` and ``j' = j`` otherwise.
+    """
+    xp = _xp_of(x)
+    n, c, h, w = x.shape
+    p = int(padding)
+    if p > 0:
+        padded = xp.zeros((n, c, h + 2 * p, w + 2 * p), dtype=x.dtype)
+        padded[:, :, p : p + h, p : p + w] = x
+    else:
+        padded = x
+    i = xp.arange(h)
+    j = xp.arange(w)
+    rows = oy[:, None] + i[None, :]  # (N, H)
+    cols = ox[:, None] + xp.where(flip[:, None], w - 1 - j[None, :], j[None, :])  # (N, W)
+    return padded[
+        xp.arange(n)[:, None, None, None],
+        xp.arange(c)[None, :, None, None],
+        rows[:, None, :, None],
+        cols[:, None, None, :],
+    ]
+
+
+class DataLoader:
+    """Shuffled, augmented, normalised mini-batches on the active backend.
+
+    Args:
+        dataset: an :class:`ImageDataset` (``uint8`` ``(N, C, H, W)`` images and labels).
+        batch_size: examples per batch.
+        shuffle: visit the examples in a new random order each epoch.
+        drop_last: skip the last, smaller batch.
+        augment: random crop (zero padding ``padding``) and horizontal flip.
+        normalize: apply :func:`normalize` with ``mean``/``std``; otherwise the
+            batches are ``float32`` in ``[0, 255]``.
+        mean, std: per-channel statistics (CIFAR-10's by default).
+        padding: crop padding in pixels.
+        seed: seeds the shuffling and augmentation; ``None`` draws one from the
+            project's host generator (so :func:`manual_seed` makes it reproducible).
+        backend: the backend to put the data on (default: the active one).
+
+    Iterating yields ``(x, y)``: ``x`` ``float32`` ``(B, C, H, W)`` and ``y`` ``int64``
+    ``(B,)``, both arrays of the backend. Each complete pass advances ``epoch``
+    by one; :meth:`set_epoch` sets it explicitly (do that when resuming).
+    """
+
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        batch_size: int = 128,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        augment: bool = False,
+        normalize: bool = True,
+        mean: Sequence[float] = CIFAR10_MEAN,
+        std: Sequence[float] = CIFAR10_STD,
+        padding: int = 4,
+        seed: int | None = None,
+        backend: str | None = None,
+    ):
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if len(dataset) == 0:
+            raise ValueError("the dataset is empty")
+        self.backend = _backend.get_backend(backend)
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.augment = augment
+        self.normalize = normalize
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.padding = int(padding)
+        if seed is None:
+            seed = int(_backend.host_rng().integers(0, 2**63 - 1))
+        self.seed = int(seed)
+        self.epoch = 0
+        with _backend.use_backend(self.backend.name):
+            # the one upload of the data; batches are cut from these arrays
+            self._images = _backend.asarray(dataset.images)
+            self._labels = _backend.asarray(dataset.labels, dtype="int64")
+        if self.drop_last and len(self) == 0:
+            raise ValueError(
+                f"drop_last with batch_size {batch_size} > {len(dataset)} examples leaves no batch"
+            )
+
+    def __len__(self) -> int:
+        n, b = len(self.dataset), self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    @property
+    def num_examples(self) -> int:
+        """Examples per epoch (fewer than the dataset's with ``drop_last``)."""
+        return len(self) * self.batch_size if self.drop_last else len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass the ``epoch``-th (its order and augmentation depend only on it)."""
+        self.epoch = int(epoch)
+
+    # ------------------------------------------------------------ randomness of one epoch
+    def _order(self, epoch: int) -> Any:
+        """Example indices for ``epoch``: a host permutation, uploaded once per epoch."""
+        np = host_numpy()
+        n = len(self.dataset)
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, epoch, 0]).permutation(n)
+        else:
+            order = np.arange(n)
+        with _backend.use_backend(self.backend.name):
+            return _backend.asarray(order, dtype="int64")
+
+    def _augment_params(self, epoch: int) -> tuple[Any, Any, Any]:
+        """Crop offsets ``(oy, ox)`` and flip flags for every position of the epoch.
+
+        Drawn on the device under CuPy (no transfer), on the host otherwise.
+        """
+        np = host_numpy()
+        n, hi = len(self.dataset), 2 * self.padding + 1
+        if self.backend.device == "cpu":
+            rng = np.random.default_rng([self.seed, epoch, 1])
+            oy, ox = rng.integers(0, hi, size=(2, n))
+            flip = rng.random(n) < 0.5
+            return oy, ox, flip
+        seed = int(np.random.SeedSequence([self.seed, epoch, 1]).generate_state(1)[0])
+        rs = self.backend.xp.random.RandomState(seed)
+        oy = rs.randint(0, hi, size=n, dtype="int64")
+        ox = rs.randint(0, hi, size=n, dtype="int64")
+        flip = rs.random_sample(n) < 0.5
+        return oy, ox, flip
+
+    # ------------------------------------------------------------ iteration
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        epoch = self.epoch
+        order = self._order(epoch)
+        params = self._augment_params(epoch) if self.augment else None
+        b = self.batch_size
+        for k in range(len(self)):
+            idx = order[k * b : (k + 1) * b]
+            x = self._images[idx]
+            y = self._labels[idx]
+            if params is not None:
+                oy, ox, flip = (a[k * b : (k + 1) * b] for a in params)
+                x = crop_flip(x, oy, ox, flip, self.padding)
+            if self.normalize:
+                x = normalize(x, self.mean, self.std)
+            else:
+                x = x.astype(self.backend.xp.float32)
+            yield x, y
+        self.epoch = epoch + 1
+
+    def __repr__(self) -> str:
+        return (
+            f"DataLoader({self.dataset.name}, n={len(self.dataset)}, batch_size={self.batch_size}, "
+            f"shuffle={self.shuffle}, augment={self.augment}, drop_last={self.drop_last}, "
+            f"backend={self.backend.name!r}, seed={self.seed}, epoch={self.epoch})"
+        )
