@@ -10,6 +10,7 @@ layer code runs on NumPy, Numba or CuPy through a swappable backend::
     dx = conv.backward(dy)
 """
 
+from . import nn
 from .backend import (
     Backend,
     BackendError,
@@ -21,8 +22,6 @@ from .backend import (
     to_numpy,
     use_backend,
 )
-
-from . import nn
 from .gradcheck import GradcheckResult, gradcheck
 
 __version__ = "0.1.0"

@@ -193,7 +193,9 @@ def gradcheck(
                 f"{None if a is None else tuple(a.shape)} for {name} of shape {tuple(v.shape)}"
             )
         num = _numeric(v, loss, eps)
-        result.tensors.append(_compare(name, _backend.to_numpy(num), _backend.to_numpy(a), atol, rtol))
+        result.tensors.append(
+            _compare(name, _backend.to_numpy(num), _backend.to_numpy(a), atol, rtol)
+        )
     return result
 
 

@@ -147,7 +147,15 @@ def _maxpool_bwd(g, idx, dx):  # pragma: no cover - compiled
 
 
 def maxpool2d_backward(
-    grad_out: np.ndarray, indices: np.ndarray, x_shape: tuple[int, int, int, int]
+    grad_out: np.ndarray,
+    indices: np.ndarray,
+    x_shape: tuple[int, int, int, int],
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
 ) -> np.ndarray:
     """See ``kernels_numpy.maxpool2d_backward``."""
     dx = np.zeros(x_shape, dtype=grad_out.dtype)

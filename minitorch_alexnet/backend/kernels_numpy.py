@@ -104,13 +104,23 @@ def maxpool2d_forward(
 
 
 def maxpool2d_backward(
-    grad_out: np.ndarray, indices: np.ndarray, x_shape: tuple[int, int, int, int]
+    grad_out: np.ndarray,
+    indices: np.ndarray,
+    x_shape: tuple[int, int, int, int],
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
 ) -> np.ndarray:
     """Route each output gradient to the input pixel that won its window.
 
     Args:
         grad_out: shape (N, C, Ho, Wo).
         indices: from :func:`maxpool2d_forward`.
+        kh, kw, sh, sw, ph, pw: the forward's window (unused here: the indices say
+            everything; the GPU kernel uses it to bound its search).
     Returns:
         dx, shape (N, C, H, W); a pixel that won several overlapping windows
         receives the sum of their gradients.

@@ -13,8 +13,10 @@ def pair(value: int | tuple[int, int], what: str, layer: str) -> tuple[int, int]
         raise TypeError(f"{layer}: {what} must be an int or a pair of ints, got {value!r}")
     if isinstance(value, int):
         return value, value
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     ):
         return int(value[0]), int(value[1])
     raise TypeError(f"{layer}: {what} must be an int or a pair of ints, got {value!r}")
@@ -84,11 +86,7 @@ def check_shape(
         raise ValueError(
             f"{layer._name()}: expected a {' or '.join(f'{d}-D' for d in ndims)} input "
             f"{layout}, got shape {tuple(x.shape)}"
-            + (
-                "; add a batch dimension with x[None]"
-                if x.ndim == min(ndims) - 1
-                else ""
-            )
+            + ("; add a batch dimension with x[None]" if x.ndim == min(ndims) - 1 else "")
         )
     if channels is not None and x.shape[1] != channels:
         raise ValueError(

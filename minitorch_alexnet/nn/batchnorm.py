@@ -55,7 +55,9 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", init.constant((), 0, dtype="int64"))
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+        )
 
     def forward(self, x: Any) -> Any:
         """x (N, C, ...) -> y of the same shape."""

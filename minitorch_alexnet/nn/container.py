@@ -1,7 +1,7 @@
 """Sequential: run children in order; backward runs them in reverse (the chain rule).
 
-    forward:   x -> f1 -> f2 -> ... -> fk -> y
-    backward:  dy -> fk.backward -> ... -> f1.backward -> dx
+forward:   x -> f1 -> f2 -> ... -> fk -> y
+backward:  dy -> fk.backward -> ... -> f1.backward -> dx
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Forward, for input x (N, C, H, W), weight W (O, C/G, KH, KW), bias b (O,):
 
     Ho = floor((H + 2*PH - KH) / SH) + 1          (the same for Wo)
-    y[n, o, ho, wo] = b[o] + sum_{c, i, j} W[o, c, i, j] * x[n, g*C/G + c, ho*SH + i - PH, wo*SW + j - PW]
+    y[n, o, ho, wo] = b[o] + sum_{c, i, j} W[o, c, i, j] * x[n, gC + c, ho*SH + i - PH, wo*SW + j - PW]
+    (gC = g*C/G is the first input channel of o's group g)
 
 im2col unfolds x into X_col (C*KH*KW, N*Ho*Wo), one column per output position,
 so with W_g (O/G, C/G*KH*KW) the rows of W for group g and X_g its rows of X_col:

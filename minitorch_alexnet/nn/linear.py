@@ -29,9 +29,7 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
         if in_features < 1 or out_features < 1:
-            raise ValueError(
-                f"Linear({in_features}, {out_features}): feature counts must be >= 1"
-            )
+            raise ValueError(f"Linear({in_features}, {out_features}): feature counts must be >= 1")
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(init.fan_in_uniform((out_features, in_features), in_features))
         self.bias = Parameter(init.fan_in_uniform((out_features,), in_features)) if bias else None

@@ -34,7 +34,9 @@ class CrossEntropyLoss(Module):
     def __init__(self, label_smoothing: float = 0.0):
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1), got {label_smoothing}")
+            raise ValueError(
+                f"CrossEntropyLoss: label_smoothing must be in [0, 1), got {label_smoothing}"
+            )
         self.label_smoothing = float(label_smoothing)
 
     def extra_repr(self) -> str:
@@ -46,7 +48,8 @@ class CrossEntropyLoss(Module):
         xp = get_backend().xp
         if logits.ndim != 2:
             raise ValueError(
-                f"CrossEntropyLoss: logits must be (N, num_classes), got shape {tuple(logits.shape)}"
+                "CrossEntropyLoss: logits must be (N, num_classes), got shape "
+                f"{tuple(logits.shape)}"
             )
         if not isinstance(targets, xp.ndarray) or targets.dtype.kind not in "iu":
             raise TypeError(

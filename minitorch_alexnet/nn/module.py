@@ -124,7 +124,7 @@ class Module:
         object.__delattr__(self, name)
 
     def register_buffer(self, name: str, array: Any) -> None:
-        """A state array that is saved in ``state_dict`` but not learned (BatchNorm's running stats)."""
+        """A state array saved in ``state_dict`` but not learned (BatchNorm's running stats)."""
         self.__dict__.pop(name, None)
         self._buffers[name] = array
 

@@ -54,8 +54,9 @@ class MaxPool2d(Module):
 
     def extra_repr(self) -> str:
         k, s, p = self.kernel_size, self.stride, self.padding
-        return f"kernel_size={k[0] if k[0] == k[1] else k}, stride={s[0] if s[0] == s[1] else s}" + (
-            f", padding={p}" if p != (0, 0) else ""
+        return (
+            f"kernel_size={k[0] if k[0] == k[1] else k}, stride={s[0] if s[0] == s[1] else s}"
+            + (f", padding={p}" if p != (0, 0) else "")
         )
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -84,4 +85,7 @@ class MaxPool2d(Module):
         """dL/dy (N, C, Ho, Wo) -> dL/dx (N, C, H, W)."""
         s = self._saved()
         check_grad(self, grad_out, s["idx"].shape)
-        return get_backend().kernels.maxpool2d_backward(grad_out, s["idx"], s["x_shape"])
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return get_backend().kernels.maxpool2d_backward(
+            grad_out, s["idx"], s["x_shape"], kh, kw, sh, sw, ph, pw
+        )

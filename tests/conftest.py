@@ -1,0 +1,67 @@
+"""Shared test setup: the Hypothesis profiles and backend fixtures."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import minitorch_alexnet as mt
+
+# "ci": derandomized (the same examples every run) and no deadline (the first call of
+# a Numba kernel compiles it). "dev": random examples, for hunting bugs locally.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    max_examples=25,
+    # the backend fixtures only hand out a name, so sharing them across examples is safe
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+    print_blob=True,
+)
+settings.register_profile(
+    "dev",
+    deadline=None,
+    max_examples=100,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def cupy_usable() -> bool:
+    return "cupy" in mt.available_backends()
+
+
+requires_gpu = pytest.mark.skipif(not cupy_usable(), reason="needs CuPy and a CUDA GPU")
+
+
+@pytest.fixture(autouse=True)
+def _reset_backend():
+    """Every test starts on the numba backend with a fixed seed, and leaves it so."""
+    mt.set_backend("numba")
+    mt.manual_seed(0)
+    yield
+    mt.set_backend("numba")
+
+
+FAST_BACKENDS = [
+    pytest.param("numba", id="numba"),
+    pytest.param("cupy", id="cupy", marks=[pytest.mark.gpu, requires_gpu]),
+]
+ALL_BACKENDS = [pytest.param("numpy", id="numpy"), *FAST_BACKENDS]
+
+
+@pytest.fixture(params=FAST_BACKENDS)
+def fast_backend(request) -> str:
+    """A backend with compiled kernels, to hold against the NumPy reference."""
+    return request.param
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def any_backend(request) -> str:
+    return request.param

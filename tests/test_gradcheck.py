@@ -1,0 +1,174 @@
+"""(e) gradcheck must *fail* on broken backward passes, and say where."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from strategies import batch_shapes, normal, seeds
+
+import minitorch_alexnet as mt
+from minitorch_alexnet import nn
+
+
+class ConvForgetsBias(nn.Conv2d):
+    """dL/db never accumulated."""
+
+    def backward(self, grad_out):
+        bias, self.bias = self.bias, None
+        try:
+            return super().backward(grad_out)
+        finally:
+            self.bias = bias
+
+
+class ConvWrongFlip(nn.Conv2d):
+    """dx computed with a spatially flipped kernel (a classic confusion with true convolution)."""
+
+    def backward(self, grad_out):
+        w = self.weight.data
+        self.weight.data = np.ascontiguousarray(w[:, :, ::-1, ::-1])
+        try:
+            return super().backward(grad_out)
+        finally:
+            self.weight.data = w
+
+
+class BatchNormNoMeanTerms(nn.BatchNorm2d):
+    """dx = dy * gamma / std: forgets that the batch mean and variance depend on x."""
+
+    def backward(self, grad_out):
+        s = self._saved()
+        scale = (self.weight.data * s["inv_std"])[None, :, None, None]
+        return grad_out * scale
+
+
+class BatchNormNoVarianceTerm(nn.BatchNorm2d):
+    """dx = gamma / std * (dy - mean(dy)): forgets that the batch variance depends on x.
+
+    The missing term is xhat * mean(dy * xhat), which vanishes when dy is all ones
+    (mean(xhat) = 0). So a check on ``out.sum()`` passes this bug; a random
+    upstream gradient catches it."""
+
+    def backward(self, grad_out):
+        s = self._saved()
+        scale = (self.weight.data * s["inv_std"])[None, :, None, None]
+        return scale * (grad_out - grad_out.mean(axis=(0, 2, 3), keepdims=True))
+
+
+class SoftmaxLossUnscaled(nn.CrossEntropyLoss):
+    """Forgets the 1/N of the mean."""
+
+    def backward(self, grad_out=1.0):
+        return super().backward(grad_out) * self._n
+
+    def forward(self, logits, targets):
+        self._n = logits.shape[0]
+        return super().forward(logits, targets)
+
+
+class MaxPoolEveryone(nn.MaxPool2d):
+    """Spreads each gradient evenly over its window instead of routing it to the maximum."""
+
+    def backward(self, grad_out):
+        s = self._saved()
+        k = self.kernel_size[0] * self.kernel_size[1]
+        N, C, H, W = s["x_shape"]
+        dx = np.zeros((N, C, H, W))
+        for i in range(self.kernel_size[0]):
+            for j in range(self.kernel_size[1]):
+                dx[:, :, i : i + grad_out.shape[2] * 2 : 2, j : j + grad_out.shape[3] * 2 : 2] += (
+                    grad_out / k
+                )
+        return dx
+
+
+class ReluLeaks(nn.ReLU):
+    def backward(self, grad_out):
+        self._saved()
+        return grad_out
+
+
+class LinearTransposed(nn.Linear):
+    """dW with x and dy swapped in the product, then reshaped to fit."""
+
+    def backward(self, grad_out):
+        x = self._saved()["x"]
+        self.weight.accumulate_grad((x.T @ grad_out).T * 0.5)
+        self.bias.accumulate_grad(grad_out.sum(axis=0))
+        return grad_out @ self.weight.data
+
+
+BROKEN = [
+    ("bias", lambda: ConvForgetsBias(2, 3, 3, padding=1), (2, 2, 5, 5)),
+    ("input", lambda: ConvWrongFlip(2, 3, 3, padding=1), (2, 2, 5, 5)),
+    ("input", lambda: BatchNormNoMeanTerms(3), (4, 3, 2, 2)),
+    ("input", lambda: MaxPoolEveryone(2, 2), (1, 2, 4, 4)),
+    ("input", lambda: ReluLeaks(), (3, 4)),
+    ("weight", lambda: LinearTransposed(4, 3), (5, 4)),
+]
+
+
+@pytest.mark.parametrize("tensor, make, shape", BROKEN)
+def test_gradcheck_fails_on_broken_backward_and_names_the_tensor(tensor, make, shape):
+    result = mt.gradcheck(make(), normal(0, shape))
+    assert not result.ok
+    assert not bool(result)
+    failing = {t.name for t in result.tensors if not t.ok}
+    assert tensor in failing
+    report = result.report()
+    assert "FAILED" in report and f"FAIL {tensor}" in report
+    worst = next(t for t in result.tensors if t.name == tensor)
+    # the report points at a concrete element and its two values
+    assert worst.worst_index is not None and len(worst.worst_index) == len(worst.shape)
+    assert abs(worst.numeric - worst.analytic) > 1e-5
+
+
+def test_gradcheck_fails_on_unscaled_loss():
+    z, t = normal(1, (4, 3)), np.array([0, 1, 2, 1])
+    assert not mt.gradcheck(SoftmaxLossUnscaled(), z, t).ok
+    assert mt.gradcheck(nn.CrossEntropyLoss(), z, t).ok
+
+
+def test_sum_upstream_gradient_would_miss_the_batchnorm_bug():
+    """Why gradcheck uses a random upstream gradient: with all ones the bug hides."""
+    x = normal(2, (4, 3, 2, 2))
+    ones = np.ones_like(x)
+    hidden = mt.gradcheck(BatchNormNoVarianceTerm(3), x, upstream=ones, check_params=False)
+    caught = mt.gradcheck(BatchNormNoVarianceTerm(3), x, check_params=False)
+    assert hidden.ok and not caught.ok
+
+
+@settings(max_examples=10)
+@given(shape=batch_shapes(4, min_batch=2), seed=seeds)
+def test_broken_batchnorm_fails_on_every_generated_shape(shape, seed):
+    # with at least two values per channel and a random upstream gradient, the
+    # missing mean terms are always visible
+    result = mt.gradcheck(BatchNormNoMeanTerms(shape[1]), normal(seed, shape) * 2 + 1)
+    assert not result.ok
+
+
+def test_gradcheck_leaves_the_module_untouched():
+    conv = nn.Conv2d(2, 2, 3)
+    before = {k: v.copy() for k, v in conv.state_dict().items()}
+    bn = nn.BatchNorm2d(2)
+    mt.gradcheck(conv, normal(0, (1, 2, 4, 4)))
+    mt.gradcheck(bn, normal(0, (2, 2, 3, 3)))
+    for k, v in conv.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+        assert v.dtype == np.float32
+    assert conv.weight.grad is None
+    np.testing.assert_array_equal(bn.running_mean, 0)
+    assert int(bn.num_batches_tracked) == 0
+
+
+def test_gradcheck_accepts_a_factory_and_reports_per_tensor():
+    result = mt.gradcheck(lambda: nn.Linear(3, 2), normal(0, (2, 3)))
+    assert result.ok
+    assert [t.name for t in result.tensors] == ["input", "weight", "bias"]
+    assert "PASSED" in str(result)
+
+
+def test_gradcheck_rejects_things_without_backward():
+    with pytest.raises(TypeError, match="Module"):
+        mt.gradcheck(42, normal(0, (2, 3)))

@@ -1,0 +1,110 @@
+"""(b) The compiled kernels (Numba, CuPy) give the numbers of the NumPy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import conv_cases, normal, pool_cases, seeds, tie_free
+
+import minitorch_alexnet as mt
+from minitorch_alexnet.backend import kernels_numpy as ref
+
+
+def _run(backend: str, name: str, *args):
+    """Call kernel ``name`` of ``backend`` on host arrays; return host arrays."""
+    with mt.use_backend(backend) as B:
+        dev = [mt.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
+        out = getattr(B.kernels, name)(*dev)
+        if isinstance(out, tuple):
+            return tuple(mt.to_numpy(o) for o in out)
+        return mt.to_numpy(out)
+
+
+def _same(a: np.ndarray, b: np.ndarray, backend: str) -> None:
+    assert a.shape == b.shape and a.dtype == b.dtype
+    if backend == "numba":  # same operations in the same order: identical numbers
+        np.testing.assert_array_equal(a, b)
+    else:
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+dtypes = st.sampled_from(["float32", "float64"])
+
+
+@given(case=conv_cases(), seed=seeds, dtype=dtypes)
+def test_im2col_and_col2im_match_reference(fast_backend, case, seed, dtype):
+    x = normal(seed, case.x_shape, dtype)
+    cols = ref.im2col(x, *case.window)
+    _same(_run(fast_backend, "im2col", x, *case.window), cols, fast_backend)
+    g = normal(seed + 1, cols.shape, dtype)
+    expected = ref.col2im(g, case.x_shape, *case.window)
+    _same(_run(fast_backend, "col2im", g, case.x_shape, *case.window), expected, fast_backend)
+
+
+@given(case=pool_cases(), seed=seeds, dtype=dtypes, ties=st.booleans())
+def test_maxpool_kernels_match_reference(fast_backend, case, seed, dtype, ties):
+    # with ties too: every backend must pick the first maximum in window order
+    x = np.round(normal(seed, case.x_shape, dtype)) if ties else tie_free(seed, case.x_shape)
+    x = x.astype(dtype)
+    out, idx = ref.maxpool2d_forward(x, *case.window)
+    out2, idx2 = _run(fast_backend, "maxpool2d_forward", x, *case.window)
+    _same(out2, out, fast_backend)
+    np.testing.assert_array_equal(idx2, idx)
+    g = normal(seed + 1, out.shape, dtype)
+    dx = ref.maxpool2d_backward(g, idx, case.x_shape, *case.window)
+    dx2 = _run(fast_backend, "maxpool2d_backward", g, idx, case.x_shape, *case.window)
+    _same(dx2, dx, fast_backend)
+
+
+@given(seed=seeds, dtype=dtypes, bias=st.booleans(), shape=st.tuples(*[st.integers(1, 5)] * 4))
+def test_layout_kernel_matches_reference(fast_backend, seed, dtype, bias, shape):
+    y = normal(seed, shape, dtype)
+    b = normal(seed + 1, (shape[0],), dtype) if bias else None
+    expected = ref.cnhw_to_nchw(y, b)
+    got = _run(fast_backend, "cnhw_to_nchw", y, b)
+    _same(got, expected, fast_backend)
+
+
+def test_im2col_matches_a_hand_worked_example():
+    # one 3x3 image, 2x2 kernel, stride 1: four windows, each a column
+    x = np.arange(9.0).reshape(1, 1, 3, 3)
+    cols = ref.im2col(x, 2, 2, 1, 1, 0, 0)
+    expected = np.array(
+        [[0, 1, 3, 4], [1, 2, 4, 5], [3, 4, 6, 7], [4, 5, 7, 8]], dtype=float
+    )  # row (i, j) = the pixel at offset (i, j) of each window
+    np.testing.assert_array_equal(cols, expected)
+    # col2im of all-ones counts how many windows cover each pixel
+    counts = ref.col2im(np.ones_like(cols), x.shape, 2, 2, 1, 1, 0, 0)
+    np.testing.assert_array_equal(counts[0, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+
+
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (lambda: mt.nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2), (3, 4, 9, 8)),
+        (lambda: mt.nn.MaxPool2d(3, 2), (2, 3, 9, 9)),
+        (lambda: mt.nn.BatchNorm2d(3), (4, 3, 5, 5)),
+        (lambda: mt.nn.BatchNorm1d(7), (5, 7)),
+        (lambda: mt.nn.ReLU(), (4, 5)),
+        (lambda: mt.nn.Dropout(0.5), (6, 10)),
+        (lambda: mt.nn.Linear(7, 3), (4, 7)),
+        (lambda: mt.nn.LocalResponseNorm(5, 1e-2, 0.75, 2.0), (2, 7, 3, 3)),
+    ],
+)
+def test_layers_give_the_same_numbers_on_every_backend(fast_backend, make, shape):
+    """The acceptance promise: swap the backend, get the same numbers."""
+    results = {}
+    for name in ("numpy", fast_backend):
+        with mt.use_backend(name):
+            mt.manual_seed(3)
+            layer = make()
+            x = mt.asarray(normal(1, shape, "float32"))
+            y = layer(x)
+            g = mt.asarray(normal(2, y.shape, "float32"))
+            dx = layer.backward(g)
+            grads = [mt.to_numpy(p.grad) for p in layer.parameters()]
+            results[name] = [mt.to_numpy(y), mt.to_numpy(dx), *grads]
+    for a, b in zip(results["numpy"], results[fast_backend]):
+        np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6)
