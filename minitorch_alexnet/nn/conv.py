@@ -3,7 +3,7 @@
 Forward, for input x (N, C, H, W), weight W (O, C/G, KH, KW), bias b (O,):
 
     Ho = floor((H + 2*PH - KH) / SH) + 1          (the same for Wo)
-    y[n, o, ho, wo] = b[o] + sum_{c,i,j} W[o, c, i, j] * x[n, gC + c, ho*SH + i - PH, wo*SW + j - PW]
+    y[n, o, ho, wo] = b[o] + sum_{c,i,j} W[o,c,i,j] * x[n, gC + c, ho*SH + i - PH, wo*SW + j - PW]
     (gC = g*C/G is the first input channel of o's group g)
 
 im2col unfolds x into X_col (C*KH*KW, N*Ho*Wo), one column per output position,
