@@ -1,0 +1,42 @@
+"""Models: three AlexNets with hand-written forward and backward passes.
+
+* :class:`AlexNet` -- a blog post's PyTorch AlexNet (BatchNorm, dropout in the
+  conv blocks), input 3x227x227, with the post's three bugs fixed;
+* :class:`AlexNetCIFAR` -- the same block style for 3x32x32 CIFAR images;
+* :class:`AlexNet2012` -- the 2012 paper's network (LRN, grouped convolutions).
+
+``build_model("alexnet_cifar")`` builds one by name. The equivalent PyTorch
+networks, for tests and benchmarks, are in :mod:`.torch_reference` (which
+imports torch only when called).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..nn import Module
+from .alexnet import PAPER_LRN, AlexNet, AlexNet2012, AlexNetCIFAR
+
+#: Model names accepted by :func:`build_model` and the command line.
+MODELS: dict[str, type[Module]] = {
+    "alexnet": AlexNet,
+    "alexnet_cifar": AlexNetCIFAR,
+    "alexnet2012": AlexNet2012,
+}
+
+
+def build_model(name: str, num_classes: int | None = None, **kwargs: Any) -> Module:
+    """Build a model by name (``"alexnet"``, ``"alexnet_cifar"`` or ``"alexnet2012"``).
+
+    ``num_classes`` defaults to the model's own default (1000, 10, 1000); other
+    keyword arguments go to the constructor (``channels=``, ``hidden=``, ...).
+    """
+    key = name.lower().replace("-", "_")
+    if key not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    return MODELS[key](**kwargs)
+
+
+__all__ = ["MODELS", "PAPER_LRN", "AlexNet", "AlexNet2012", "AlexNetCIFAR", "build_model"]
