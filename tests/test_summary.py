@@ -1,0 +1,397 @@
+"""summary(): torchsummary's table, character for character, and a model left untouched.
+
+The expected texts below were produced by running torchsummary 1.5.1 (installed
+locally only; it is not a dependency) on the PyTorch twins of our models from
+``minitorch_alexnet.models.torch_reference.build_torch_model`` (and on the small
+torch.nn.Sequential written out in ``test_small_sequential_matches_torchsummary``),
+with ``device="cpu"``, capturing what it printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+
+import numpy as np
+import pytest
+
+import minitorch_alexnet as mt
+from minitorch_alexnet import cli_summary, nn
+from minitorch_alexnet.models import build_model
+from minitorch_alexnet.summary import collect_layers, summary
+
+# fmt: off
+ALEXNET = """\
+----------------------------------------------------------------
+        Layer (type)               Output Shape         Param #
+================================================================
+            Conv2d-1           [-1, 96, 55, 55]          34,944
+              ReLU-2           [-1, 96, 55, 55]               0
+       BatchNorm2d-3           [-1, 96, 55, 55]             192
+         MaxPool2d-4           [-1, 96, 27, 27]               0
+           Dropout-5           [-1, 96, 27, 27]               0
+            Conv2d-6          [-1, 256, 27, 27]         614,656
+              ReLU-7          [-1, 256, 27, 27]               0
+       BatchNorm2d-8          [-1, 256, 27, 27]             512
+         MaxPool2d-9          [-1, 256, 13, 13]               0
+          Dropout-10          [-1, 256, 13, 13]               0
+           Conv2d-11          [-1, 384, 13, 13]         885,120
+             ReLU-12          [-1, 384, 13, 13]               0
+      BatchNorm2d-13          [-1, 384, 13, 13]             768
+           Conv2d-14          [-1, 384, 13, 13]       1,327,488
+             ReLU-15          [-1, 384, 13, 13]               0
+      BatchNorm2d-16          [-1, 384, 13, 13]             768
+           Conv2d-17          [-1, 256, 13, 13]         884,992
+             ReLU-18          [-1, 256, 13, 13]               0
+      BatchNorm2d-19          [-1, 256, 13, 13]             512
+        MaxPool2d-20            [-1, 256, 6, 6]               0
+          Dropout-21            [-1, 256, 6, 6]               0
+           Linear-22                 [-1, 4096]      37,752,832
+             ReLU-23                 [-1, 4096]               0
+      BatchNorm1d-24                 [-1, 4096]           8,192
+          Dropout-25                 [-1, 4096]               0
+           Linear-26                 [-1, 4096]      16,781,312
+             ReLU-27                 [-1, 4096]               0
+      BatchNorm1d-28                 [-1, 4096]           8,192
+          Dropout-29                 [-1, 4096]               0
+           Linear-30                 [-1, 1000]       4,097,000
+================================================================
+Total params: 62,397,480
+Trainable params: 62,397,480
+Non-trainable params: 0
+----------------------------------------------------------------
+Input size (MB): 0.59
+Forward/backward pass size (MB): 17.01
+Params size (MB): 238.03
+Estimated Total Size (MB): 255.62
+----------------------------------------------------------------
+"""
+
+
+ALEXNET_CIFAR = """\
+----------------------------------------------------------------
+        Layer (type)               Output Shape         Param #
+================================================================
+            Conv2d-1           [-1, 64, 32, 32]           4,864
+              ReLU-2           [-1, 64, 32, 32]               0
+       BatchNorm2d-3           [-1, 64, 32, 32]             128
+         MaxPool2d-4           [-1, 64, 15, 15]               0
+            Conv2d-5          [-1, 192, 15, 15]         307,392
+              ReLU-6          [-1, 192, 15, 15]               0
+       BatchNorm2d-7          [-1, 192, 15, 15]             384
+         MaxPool2d-8            [-1, 192, 7, 7]               0
+            Conv2d-9            [-1, 384, 7, 7]         663,936
+             ReLU-10            [-1, 384, 7, 7]               0
+      BatchNorm2d-11            [-1, 384, 7, 7]             768
+           Conv2d-12            [-1, 256, 7, 7]         884,992
+             ReLU-13            [-1, 256, 7, 7]               0
+      BatchNorm2d-14            [-1, 256, 7, 7]             512
+           Conv2d-15            [-1, 256, 7, 7]         590,080
+             ReLU-16            [-1, 256, 7, 7]               0
+      BatchNorm2d-17            [-1, 256, 7, 7]             512
+        MaxPool2d-18            [-1, 256, 3, 3]               0
+           Linear-19                 [-1, 1024]       2,360,320
+             ReLU-20                 [-1, 1024]               0
+      BatchNorm1d-21                 [-1, 1024]           2,048
+          Dropout-22                 [-1, 1024]               0
+           Linear-23                 [-1, 1024]       1,049,600
+             ReLU-24                 [-1, 1024]               0
+      BatchNorm1d-25                 [-1, 1024]           2,048
+          Dropout-26                 [-1, 1024]               0
+           Linear-27                   [-1, 10]          10,250
+================================================================
+Total params: 5,877,834
+Trainable params: 5,877,834
+Non-trainable params: 0
+----------------------------------------------------------------
+Input size (MB): 0.01
+Forward/backward pass size (MB): 3.76
+Params size (MB): 22.42
+Estimated Total Size (MB): 26.19
+----------------------------------------------------------------
+"""
+
+
+ALEXNET2012 = """\
+----------------------------------------------------------------
+        Layer (type)               Output Shape         Param #
+================================================================
+            Conv2d-1           [-1, 96, 55, 55]          34,944
+              ReLU-2           [-1, 96, 55, 55]               0
+ LocalResponseNorm-3           [-1, 96, 55, 55]               0
+         MaxPool2d-4           [-1, 96, 27, 27]               0
+            Conv2d-5          [-1, 256, 27, 27]         307,456
+              ReLU-6          [-1, 256, 27, 27]               0
+ LocalResponseNorm-7          [-1, 256, 27, 27]               0
+         MaxPool2d-8          [-1, 256, 13, 13]               0
+            Conv2d-9          [-1, 384, 13, 13]         885,120
+             ReLU-10          [-1, 384, 13, 13]               0
+           Conv2d-11          [-1, 384, 13, 13]         663,936
+             ReLU-12          [-1, 384, 13, 13]               0
+           Conv2d-13          [-1, 256, 13, 13]         442,624
+             ReLU-14          [-1, 256, 13, 13]               0
+        MaxPool2d-15            [-1, 256, 6, 6]               0
+          Dropout-16                 [-1, 9216]               0
+           Linear-17                 [-1, 4096]      37,752,832
+             ReLU-18                 [-1, 4096]               0
+          Dropout-19                 [-1, 4096]               0
+           Linear-20                 [-1, 4096]      16,781,312
+             ReLU-21                 [-1, 4096]               0
+           Linear-22                 [-1, 1000]       4,097,000
+================================================================
+Total params: 60,965,224
+Trainable params: 60,965,224
+Non-trainable params: 0
+----------------------------------------------------------------
+Input size (MB): 0.59
+Forward/backward pass size (MB): 14.73
+Params size (MB): 232.56
+Estimated Total Size (MB): 247.88
+----------------------------------------------------------------
+"""
+
+
+ALEXNET_BATCH16_TAIL = """\
+Total params: 62,397,480
+Trainable params: 62,397,480
+Non-trainable params: 0
+----------------------------------------------------------------
+Input size (MB): 9.44
+Forward/backward pass size (MB): 272.09
+Params size (MB): 238.03
+Estimated Total Size (MB): 519.55
+----------------------------------------------------------------
+"""
+
+
+ALEXNET_CIFAR_BATCH128_TAIL = """\
+Total params: 5,877,834
+Trainable params: 5,877,834
+Non-trainable params: 0
+----------------------------------------------------------------
+Input size (MB): 1.50
+Forward/backward pass size (MB): 480.70
+Params size (MB): 22.42
+Estimated Total Size (MB): 504.62
+----------------------------------------------------------------
+"""
+
+
+SMALL_SEQUENTIAL_BATCH4 = """\
+----------------------------------------------------------------
+        Layer (type)               Output Shape         Param #
+================================================================
+            Conv2d-1               [4, 4, 8, 8]             112
+       BatchNorm2d-2               [4, 4, 8, 8]               8
+              ReLU-3               [4, 4, 8, 8]               0
+         MaxPool2d-4               [4, 4, 4, 4]               0
+           Flatten-5                    [4, 64]               0
+            Linear-6                     [4, 5]             325
+================================================================
+Total params: 445
+Trainable params: 333
+Non-trainable params: 112
+----------------------------------------------------------------
+Input size (MB): 0.00
+Forward/backward pass size (MB): 0.03
+Params size (MB): 0.00
+Estimated Total Size (MB): 0.03
+----------------------------------------------------------------
+"""
+# fmt: on
+
+
+@pytest.fixture(autouse=True)
+def _numpy_backend():
+    with mt.use_backend("numpy"):
+        mt.manual_seed(0)
+        yield
+
+
+@pytest.fixture(scope="module")
+def models():
+    with mt.use_backend("numpy"):
+        mt.manual_seed(0)
+        return {name: build_model(name) for name in ("alexnet", "alexnet_cifar", "alexnet2012")}
+
+
+def run_summary(*args, **kwargs) -> str:
+    return summary(*args, print_fn=None, **kwargs) + "\n"
+
+
+@pytest.mark.parametrize(
+    "name, size, expected",
+    [
+        ("alexnet", (3, 227, 227), ALEXNET),
+        ("alexnet_cifar", (3, 32, 32), ALEXNET_CIFAR),
+        ("alexnet2012", (3, 227, 227), ALEXNET2012),
+    ],
+)
+def test_matches_torchsummary(models, name, size, expected):
+    assert run_summary(models[name], size) == expected
+
+
+def test_alexnet_totals(models):
+    text = run_summary(models["alexnet"], (3, 227, 227))
+    assert "Total params: 62,397,480" in text
+    assert "            Conv2d-1           [-1, 96, 55, 55]          34,944" in text
+
+
+def test_batch_size_is_shown_and_scales_memory(models):
+    text = run_summary(models["alexnet"], (3, 227, 227), batch_size=16)
+    assert text.endswith(ALEXNET_BATCH16_TAIL)
+    assert "              ReLU-2           [16, 96, 55, 55]               0" in text
+    text = run_summary(models["alexnet_cifar"], (3, 32, 32), batch_size=128)
+    assert text.endswith(ALEXNET_CIFAR_BATCH128_TAIL)
+
+
+def test_small_sequential_matches_torchsummary():
+    """Flatten as a module gets a row; a frozen weight makes its row non-trainable.
+
+    The torch side: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4),
+    nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 5)) with
+    ``[0].weight.requires_grad_(False)``, summary(m, (3, 8, 8), batch_size=4).
+    """
+    m = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64, 5),
+    )  # fmt: skip
+    m[0].weight.requires_grad = False
+    assert run_summary(m, (3, 8, 8), batch_size=4) == SMALL_SEQUENTIAL_BATCH4
+
+
+def test_prints_and_returns(models, capsys):
+    text = summary(models["alexnet_cifar"], (3, 32, 32))
+    assert capsys.readouterr().out == text + "\n" == ALEXNET_CIFAR
+    summary(models["alexnet_cifar"], (3, 32, 32), print_fn=None)
+    assert capsys.readouterr().out == ""
+
+
+def test_live_against_torchsummary(models):
+    """When torchsummary happens to be installed, compare with it directly."""
+    pytest.importorskip("torch")
+    torchsummary = pytest.importorskip("torchsummary")
+    from minitorch_alexnet.models.torch_reference import build_torch_model
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        torchsummary.summary(build_torch_model("alexnet2012"), (3, 227, 227), device="cpu")
+    assert run_summary(models["alexnet2012"], (3, 227, 227)) == buf.getvalue()
+
+
+# ------------------------------------------------------------------ the model is left alone
+def _snapshot(model):
+    return {
+        "flags": [m.training for m in model.modules()],
+        "caches": [m.__dict__.get("_cache") for m in model.modules()],
+        "buffers": {k: np.array(mt.to_numpy(v)) for k, v in model.named_buffers()},
+        "buffer_ids": {k: id(v) for k, v in model.named_buffers()},
+        "forwards": ["forward" in m.__dict__ for m in model.modules()],
+    }
+
+
+def test_summary_leaves_model_unchanged():
+    model = build_model(
+        "alexnet_cifar", channels=(4, 6, 8, 6, 6), hidden=16, num_classes=3
+    ).double()
+    model.train()
+    model.fc1.eval()  # mixed flags must come back mixed
+    x = mt.asarray(np.random.default_rng(0).normal(size=(4, 3, 32, 32)))
+    y = model(x)  # leaves caches for a backward, and moves the running statistics
+    before = _snapshot(model)
+    rng_before = mt.backend.get_rng_state()
+
+    summary(model, (3, 32, 32), print_fn=None, flops=True)
+
+    after = _snapshot(model)
+    assert after["flags"] == before["flags"]
+    assert all(a is b for a, b in zip(after["caches"], before["caches"]))
+    assert after["buffer_ids"] == before["buffer_ids"]
+    for key, value in before["buffers"].items():
+        np.testing.assert_array_equal(after["buffers"][key], value, err_msg=key)
+    assert not any(after["forwards"]), "the instrumented forwards must be removed"
+    assert mt.backend.get_rng_state() == rng_before
+    # the backward of the forward before the summary still works, with the same result
+    dx = model.backward(mt.asarray(np.ones(y.shape)))
+    assert dx.shape == x.shape
+
+
+def test_summary_in_eval_mode_stays_in_eval(models):
+    model = models["alexnet_cifar"].eval()
+    running = mt.to_numpy(model.conv1[2].running_mean).copy()
+    summary(model, (3, 32, 32), print_fn=None)
+    assert not any(m.training for m in model.modules())
+    np.testing.assert_array_equal(mt.to_numpy(model.conv1[2].running_mean), running)
+    model.train()
+
+
+def test_errors_leave_model_unchanged(models):
+    model = models["alexnet"]
+    with pytest.raises(ValueError, match="smallest input that works is 3x227x227"):
+        summary(model, (3, 64, 64), print_fn=None)
+    assert all(m.training for m in model.modules())
+    assert not any("forward" in m.__dict__ for m in model.modules())
+
+
+# ------------------------------------------------------------------ FLOPs
+def test_flops_column_and_totals(models):
+    text = run_summary(models["alexnet_cifar"], (3, 32, 32), flops=True)
+    lines = text.splitlines()
+    assert lines[0] == "-" * 80
+    assert lines[1].split() == ["Layer", "(type)", "Output", "Shape", "Param", "#", "FLOPs"]
+    # 2 * Cin * K * K * Cout * Ho * Wo = 2 * 3 * 25 * 64 * 32 * 32
+    assert "            Conv2d-1           [-1, 64, 32, 32]           4,864       9,830,400" in text
+    assert "of which Conv2d + Linear: 364,441,600 (0.364 GFLOP)" in text
+    # the torchsummary part is unchanged apart from the column
+    assert "Total params: 5,877,834" in text and "Estimated Total Size (MB): 26.19" in text
+
+
+def test_flops_by_layer(models):
+    rows = {r.key: r for r in collect_layers(models["alexnet2012"], (3, 227, 227))}
+    assert rows["Conv2d-5"].flops == 2 * (96 // 2) * 5 * 5 * 256 * 27 * 27  # grouped
+    assert rows["Linear-17"].flops == 2 * 9216 * 4096
+    assert rows["MaxPool2d-4"].flops == 8 * 96 * 27 * 27
+    assert rows["ReLU-2"].flops == 96 * 55 * 55
+    assert rows["LocalResponseNorm-3"].flops == 9 * 96 * 55 * 55
+    assert rows["Dropout-16"].flops == 0
+    assert rows["Conv2d-5"].name == "conv2.0"
+
+
+def test_flops_per_batch_line(models):
+    text = run_summary(models["alexnet_cifar"], (3, 32, 32), batch_size=8, flops=True)
+    per_sample = int(text.split("Forward FLOPs per sample: ")[1].split(" ")[0].replace(",", ""))
+    assert f"Forward FLOPs per batch of 8: {8 * per_sample:,}" in text
+
+
+# ------------------------------------------------------------------ command line
+def _cli(argv):
+    parser = argparse.ArgumentParser()
+    cli_summary.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["summary", *argv])
+
+
+def test_cli_prints_the_table(capsys):
+    args = _cli(["--model", "alexnet_cifar", "--backend", "numpy"])
+    assert args.func is cli_summary.run
+    assert cli_summary.run(args) == 0
+    assert capsys.readouterr().out == ALEXNET_CIFAR
+
+
+def test_cli_flops_and_batch(capsys):
+    args = _cli(["--model", "alexnet_cifar", "--flops", "--batch-size", "8", "--backend", "numpy"])
+    assert cli_summary.run(args) == 0
+    out = capsys.readouterr().out
+    assert "[8, 64, 32, 32]" in out and "Forward FLOPs per batch of 8" in out
+
+
+def test_cli_bad_input_is_a_clean_error(capsys):
+    args = _cli(["--model", "alexnet_cifar", "--input", "3,12,12", "--backend", "numpy"])
+    assert cli_summary.run(args) == 2
+    err = capsys.readouterr().err
+    assert "too small" in err and "3x31x31" in err
+
+
+def test_cli_rejects_malformed_input():
+    with pytest.raises(SystemExit):
+        _cli(["--input", "3,227"])
