@@ -364,3 +364,17 @@ def test_training_steps_with_schedule_match_torch():
         sched.step()
         ref.step()
     _assert_same(ours, theirs)
+
+
+def test_onecycle_with_a_warm_up_shorter_than_a_step():
+    """total_steps * pct_start <= 1: PyTorch divides by zero; here the peak comes at once."""
+    ours, _ = _pair()
+    opt = optim.SGD(ours, lr=0.1, momentum=0.9)
+    sched = optim.OneCycleLR(opt, max_lr=0.1, total_steps=5, pct_start=0.2)
+    lrs = [sched.get_last_lr()[0]]
+    for _ in range(4):
+        sched.step()
+        lrs.append(sched.get_last_lr()[0])
+    assert lrs[0] == pytest.approx(0.1)
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert lrs[-1] == pytest.approx(0.1 / 25 / 1e4)

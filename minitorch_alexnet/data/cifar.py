@@ -79,6 +79,7 @@ TEST_BATCH = "test_batch"
 ROWS_PER_BATCH = 10000
 ROW_BYTES = 3 * 32 * 32
 ENV_VAR = "MINITORCH_ALEXNET_DATA"
+URL_ENV_VAR = "MINITORCH_ALEXNET_CIFAR_URL"
 
 
 # ---------------------------------------------------------------- where
@@ -140,7 +141,7 @@ def _verify(path: Path, md5: str | None) -> None:
 
 def download_cifar10(
     data_dir: str | os.PathLike | None = None,
-    url: str = CIFAR10_URL,
+    url: str | None = None,
     md5: str | None = CIFAR10_MD5,
     progress: bool = True,
     timeout: float = 30.0,
@@ -159,6 +160,7 @@ def download_cifar10(
     """
     from tqdm.auto import tqdm
 
+    url = url or os.environ.get(URL_ENV_VAR) or CIFAR10_URL
     root = _root(data_dir)
     root.mkdir(parents=True, exist_ok=True)
     target = root / CIFAR10_ARCHIVE
@@ -415,7 +417,7 @@ def load_cifar10(
     data_dir: str | os.PathLike | None = None,
     download: bool = True,
     progress: bool = True,
-    url: str = CIFAR10_URL,
+    url: str | None = None,
     md5: str | None = CIFAR10_MD5,
 ) -> DatasetSplits:
     """Load CIFAR-10, extracting or downloading it first when needed.
@@ -425,7 +427,8 @@ def load_cifar10(
         download: fetch the archive when neither the extracted folder nor the
             archive is in ``data_dir``.
         progress: show a progress bar while downloading.
-        url: where to download from.
+        url: where to download from (default: ``$MINITORCH_ALEXNET_CIFAR_URL`` if set,
+            for a mirror, else the official address).
         md5: the archive's expected checksum (``None`` skips the check).
 
     Returns:

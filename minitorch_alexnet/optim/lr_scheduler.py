@@ -265,7 +265,10 @@ class OneCycleLR(LRScheduler):
             start_step = 0.0
             for i, (end_step, lr0, lr1, mom0, mom1) in enumerate(self._schedule_phases):
                 if step <= end_step or i == last:
-                    pct = (step - start_step) / (end_step - start_step)
+                    span = end_step - start_step
+                    # a phase shorter than one step (tiny total_steps) is at its end at once,
+                    # where PyTorch would divide by zero
+                    pct = (step - start_step) / span if span > 0 else 1.0
                     lr = self._anneal(group[lr0], group[lr1], pct)
                     if self.cycle_momentum:
                         momentum = self._anneal(group[mom0], group[mom1], pct)

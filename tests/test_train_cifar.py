@@ -1,0 +1,211 @@
+"""examples/train_cifar.py end to end, on small synthetic or miniature CIFAR-format data."""
+
+import importlib.util
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minitorch_alexnet.checkpoint import read_checkpoint
+
+SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "train_cifar.py"
+
+
+@pytest.fixture(scope="module")
+def T():
+    spec = importlib.util.spec_from_file_location("train_cifar", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _flags(out, *extra):
+    return [
+        "--dataset",
+        "synthetic",
+        "--model",
+        "tiny",
+        "--backend",
+        "numba",
+        "--subset",
+        "256",
+        "--test-subset",
+        "128",
+        "--batch-size",
+        "64",
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+
+
+def _metrics(out):
+    return json.loads((Path(out) / "metrics.json").read_text())
+
+
+def test_short_synthetic_run_learns_and_writes_its_outputs(T, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = _flags(out, "--epochs", "2", "--subset", "1000", "--test-subset", "500")
+    argv += ["--batch-size", "32", "--lr", "0.05"]
+    assert T.main(argv) == 0
+    stdout = capsys.readouterr().out
+    history = _metrics(out)
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert set(history[0]) == {
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "test_loss",
+        "test_acc",
+        "seconds",
+        "images_per_second",
+    }
+    assert history[-1]["test_acc"] > 0.5  # chance is 0.1
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert (out / "curves.png").stat().st_size > 0
+    _, meta = read_checkpoint(out / "checkpoint.npz")
+    assert meta["epoch"] == 2
+    last = stdout.strip().splitlines()[-1]
+    assert last.startswith("done: dataset synthetic | backend numba | model tiny")
+    assert "best test accuracy" in last and "final test accuracy" in last and "total time" in last
+    assert "NOT CIFAR-10's" in stdout
+
+
+def _all_arrays(path):
+    arrays, meta = read_checkpoint(path)
+    return arrays, meta
+
+
+def test_resume_gives_the_uninterrupted_result(T, tmp_path):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert T.main(_flags(whole, "--epochs", "3")) == 0
+    assert T.main(_flags(parts, "--epochs", "3", "--stop-after", "1")) == 0
+    assert read_checkpoint(parts / "checkpoint.npz")[1]["epoch"] == 1
+    assert T.main(_flags(parts, "--epochs", "3", "--stop-after", "1", "--resume")) == 0
+    assert T.main(_flags(parts, "--epochs", "3", "--resume")) == 0
+    a, meta_a = _all_arrays(whole / "checkpoint.npz")
+    b, meta_b = _all_arrays(parts / "checkpoint.npz")
+    assert meta_a["epoch"] == meta_b["epoch"] == 3
+    assert sorted(a) == sorted(b)
+    assert any(k.startswith("optimizer/") for k in a)
+    for k in a:  # weights, BatchNorm buffers and momentum buffers, bit for bit
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    for ha, hb in zip(_metrics(whole), _metrics(parts)):
+        for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
+            assert ha[key] == hb[key]
+
+
+def test_resume_with_other_settings_is_refused(T, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert T.main(_flags(out, "--epochs", "2", "--stop-after", "1")) == 0
+    capsys.readouterr()
+    assert T.main(_flags(out, "--epochs", "2", "--lr", "0.3", "--resume")) == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err and "lr: 0.1 -> 0.3" in err and "Traceback" not in err
+
+
+def _sabotaged(model, at, what):
+    """``model`` whose training forward number ``at`` and later return NaN or raise Ctrl-C."""
+    forward = model.forward
+    calls = [0]
+
+    def patched(x):
+        out = forward(x)
+        if model.training:
+            calls[0] += 1
+            if calls[0] >= at:
+                if what == "interrupt":
+                    raise KeyboardInterrupt
+                out = out * float("nan")
+        return out
+
+    model.forward = patched  # an instance attribute: same parameters, same state_dict keys
+    return model
+
+
+@pytest.mark.parametrize("what,code", [("nan", 3), ("interrupt", 130)])
+def test_nan_loss_or_ctrl_c_keeps_the_last_good_checkpoint(
+    T, tmp_path, capsys, monkeypatch, what, code
+):
+    real_build = T.build_model
+    # 256 images in batches of 64: 4 steps per epoch; sabotage the 2nd step of epoch 2
+    monkeypatch.setattr(T, "build_model", lambda *a, **k: _sabotaged(real_build(*a, **k), 6, what))
+    out = tmp_path / "run"
+    assert T.main(_flags(out, "--epochs", "3")) == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    _, meta = read_checkpoint(out / "checkpoint.npz")
+    assert meta["epoch"] == 1
+    arrays, _ = read_checkpoint(out / "checkpoint.npz")
+    assert all(np.isfinite(v).all() for k, v in arrays.items() if v.dtype.kind == "f")
+    assert len(_metrics(out)) == 1
+    if what == "nan":
+        assert "the training loss became nan" in err and "last good checkpoint (epoch 1)" in err
+    else:
+        assert "last completed epoch (1)" in err and "--resume" in err
+    # the run continues from the kept checkpoint
+    monkeypatch.setattr(T, "build_model", real_build)
+    assert T.main(_flags(out, "--epochs", "3", "--resume")) == 0
+    assert [h["epoch"] for h in _metrics(out)] == [1, 2, 3]
+
+
+def test_missing_cifar_is_a_clear_error(T, tmp_path, capsys, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = ["--dataset", "cifar10", "--data-dir", str(empty), "--out", str(tmp_path / "o")]
+    assert T.main([*argv, "--no-download"]) == 2
+    err = capsys.readouterr().err
+    assert str(empty / "cifar-10-batches-py") in err and "cifar-10-python.tar.gz" in err
+    assert "--dataset synthetic" in err and "Traceback" not in err
+    # downloading fails (an address that refuses at once): the same clear exit
+    monkeypatch.setenv("MINITORCH_ALEXNET_CIFAR_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    assert T.main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "could not download" in err and "Traceback" not in err
+
+
+def test_auto_falls_back_to_synthetic_with_a_banner(T, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MINITORCH_ALEXNET_CIFAR_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    argv = _flags(tmp_path / "run", "--epochs", "1", "--dataset", "auto")
+    argv += ["--data-dir", str(tmp_path / "nothing")]
+    assert T.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "SYNTHETIC" in captured.err and "NOT CIFAR-10's" in captured.err
+    assert "dataset synthetic" in captured.out.strip().splitlines()[-1]
+
+
+def _write_cifar_folder(root, n=64):
+    """A miniature cifar-10-batches-py/ with Python-2 style (protocol 2, bytes keys) pickles."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"labels": [int(v) for v in rng.integers(0, 10, n)],
+        }
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+
+
+def test_runs_on_cifar_format_data(T, tmp_path, capsys):
+    _write_cifar_folder(tmp_path / "data")
+    argv = _flags(tmp_path / "run", "--epochs", "1", "--dataset", "cifar10", "--no-download")
+    argv += ["--data-dir", str(tmp_path / "data")]
+    assert T.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "dataset cifar10 (256 train / 64 test" in out
+    assert out.strip().splitlines()[-1].startswith("done: dataset cifar10")
+
+
+def test_build_model_names(T):
+    from minitorch_alexnet import models
+
+    assert isinstance(T.build_model("alexnet_cifar"), models.AlexNetCIFAR)
+    assert T.input_side(T.build_model("tiny")) == 32
+    x = np.arange(2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4)
+    up = T.resize_nearest(x, 8)
+    np.testing.assert_array_equal(up[:, :, ::2, ::2], x)
+    np.testing.assert_array_equal(up[:, :, 1::2, 1::2], x)
