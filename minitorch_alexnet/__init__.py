@@ -38,6 +38,8 @@ __all__ = [
     "use_backend",
     "GradcheckResult",
     "gradcheck",
+    "models",
     "nn",
+    "summary",
     "__version__",
 ]

@@ -67,6 +67,35 @@ def test_layout_kernel_matches_reference(fast_backend, seed, dtype, bias, shape)
     _same(got, expected, fast_backend)
 
 
+@given(
+    shape=st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 30)),
+    seed=seeds,
+    dtype=dtypes,
+    affine=st.booleans(),
+    batch_stats=st.booleans(),
+)
+def test_batchnorm_kernels_match_reference(fast_backend, shape, seed, dtype, affine, batch_stats):
+    # the fast kernels accumulate sums in float64 and in another order: equal to rounding
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == "float32" else dict(rtol=1e-10, atol=1e-12)
+    C = shape[1]
+    x = normal(seed, shape, dtype) * 3 + 1
+    mean, var = ref.batchnorm_stats(x)
+    for got, want in zip(_run(fast_backend, "batchnorm_stats", x), (mean, var)):
+        np.testing.assert_allclose(got, want, **tol)
+    inv_std = (1 / np.sqrt(var + 1e-5)).astype(dtype)
+    gamma = normal(seed + 1, (C,), dtype) if affine else None
+    beta = normal(seed + 2, (C,), dtype) if affine else None
+    want = ref.batchnorm_normalize(x, mean, inv_std, gamma, beta)
+    got = _run(fast_backend, "batchnorm_normalize", x, mean, inv_std, gamma, beta)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, **tol)
+    xhat, dy = want[1], normal(seed + 3, shape, dtype)
+    want = ref.batchnorm_backward(dy, xhat, inv_std, batch_stats)
+    got = _run(fast_backend, "batchnorm_backward", dy, xhat, inv_std, batch_stats)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, **tol)
+
+
 def test_im2col_matches_a_hand_worked_example():
     # one 3x3 image, 2x2 kernel, stride 1: four windows, each a column
     x = np.arange(9.0).reshape(1, 1, 3, 3)

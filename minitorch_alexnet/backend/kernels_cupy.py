@@ -16,38 +16,40 @@ import cupy as cp
 
 from .kernels_numpy import out_size
 
+# Index arithmetic uses the type I: 32-bit integers when every index fits (fast
+# division on the GPU), 64-bit otherwise; see _index_type. ``i`` is the thread's
+# output element.
 _im2col = cp.ElementwiseKernel(
-    "raw T x, int64 N, int64 C, int64 H, int64 W, int64 kh, int64 kw, "
-    "int64 sh, int64 sw, int64 ph, int64 pw, int64 Ho, int64 Wo",
+    "raw T x, I N, I C, I H, I W, I kh, I kw, I sh, I sw, I ph, I pw, I Ho, I Wo",
     "T col",
     """
-    const long long L = N * Ho * Wo;
-    const long long r = i / L, q = i % L;        // row (c, ki, kj), column (n, ho, wo)
-    const long long n = q / (Ho * Wo), ho = (q / Wo) % Ho, wo = q % Wo;
-    const long long c = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw;
-    const long long h = ho * sh + ki - ph, w = wo * sw + kj - pw;
+    const I e = (I)i, L = N * Ho * Wo;
+    const I r = e / L, q = e % L;                      // row (c, ki, kj), column (n, ho, wo)
+    const I n = q / (Ho * Wo), ho = (q / Wo) % Ho, wo = q % Wo;
+    const I c = r / (kh * kw), ki = (r / kw) % kh, kj = r % kw;
+    const I h = ho * sh + ki - ph, w = wo * sw + kj - pw;
     col = (h >= 0 && h < H && w >= 0 && w < W) ? x[((n * C + c) * H + h) * W + w] : (T)0;
     """,
     "minitorch_im2col",
 )
 
 _col2im = cp.ElementwiseKernel(
-    "raw T cols, int64 N, int64 C, int64 H, int64 W, int64 kh, int64 kw, "
-    "int64 sh, int64 sw, int64 ph, int64 pw, int64 Ho, int64 Wo",
+    "raw T cols, I N, I C, I H, I W, I kh, I kw, I sh, I sw, I ph, I pw, I Ho, I Wo",
     "T dx",
     """
-    const long long w = i % W, h = (i / W) % H, c = (i / (W * H)) % C, n = i / (W * H * C);
-    const long long L = N * Ho * Wo;
+    const I e = (I)i;
+    const I w = e % W, h = (e / W) % H, c = (e / (W * H)) % C, n = e / (W * H * C);
+    const I L = N * Ho * Wo;
     T acc = 0;
-    for (long long ki = 0; ki < kh; ++ki) {          // same (ki, kj) order as the reference
-        const long long th = h + ph - ki;
+    for (I ki = 0; ki < kh; ++ki) {                    // same (ki, kj) order as the reference
+        const I th = h + ph - ki;
         if (th < 0 || th % sh != 0) continue;
-        const long long ho = th / sh;
+        const I ho = th / sh;
         if (ho >= Ho) continue;
-        for (long long kj = 0; kj < kw; ++kj) {
-            const long long tw = w + pw - kj;
+        for (I kj = 0; kj < kw; ++kj) {
+            const I tw = w + pw - kj;
             if (tw < 0 || tw % sw != 0) continue;
-            const long long wo = tw / sw;
+            const I wo = tw / sw;
             if (wo >= Wo) continue;
             acc += cols[((c * kh + ki) * kw + kj) * L + (n * Ho + ho) * Wo + wo];
         }
@@ -58,19 +60,19 @@ _col2im = cp.ElementwiseKernel(
 )
 
 _maxpool_fwd = cp.ElementwiseKernel(
-    "raw T x, int64 H, int64 W, int64 kh, int64 kw, int64 sh, int64 sw, "
-    "int64 ph, int64 pw, int64 Ho, int64 Wo",
+    "raw T x, I H, I W, I kh, I kw, I sh, I sw, I ph, I pw, I Ho, I Wo",
     "T out, int64 idx",
     """
-    const long long wo = i % Wo, ho = (i / Wo) % Ho, plane = i / (Wo * Ho);
-    const T* xp = &x[plane * H * W];
+    const I e = (I)i;
+    const I wo = e % Wo, ho = (e / Wo) % Ho, plane = e / (Wo * Ho);
+    const T* xp = &x[(long long)plane * H * W];
     T best = 0;
-    long long arg = -1;
-    for (long long ki = 0; ki < kh; ++ki) {
-        const long long h = ho * sh + ki - ph;
+    I arg = -1;
+    for (I ki = 0; ki < kh; ++ki) {
+        const I h = ho * sh + ki - ph;
         if (h < 0 || h >= H) continue;
-        for (long long kj = 0; kj < kw; ++kj) {
-            const long long w = wo * sw + kj - pw;
+        for (I kj = 0; kj < kw; ++kj) {
+            const I w = wo * sw + kj - pw;
             if (w < 0 || w >= W) continue;
             const T v = xp[h * W + w];
             // first maximum wins; a NaN wins like in np.argmax
@@ -84,21 +86,21 @@ _maxpool_fwd = cp.ElementwiseKernel(
 )
 
 _maxpool_bwd = cp.ElementwiseKernel(
-    "raw T g, raw int64 idx, int64 H, int64 W, int64 kh, int64 kw, int64 sh, int64 sw, "
-    "int64 ph, int64 pw, int64 Ho, int64 Wo",
+    "raw T g, raw int64 idx, I H, I W, I kh, I kw, I sh, I sw, I ph, I pw, I Ho, I Wo",
     "T dx",
     """
-    const long long w = i % W, h = (i / W) % H, plane = i / (W * H);
-    const long long me = h * W + w;
+    const I e = (I)i;
+    const I w = e % W, h = (e / W) % H, plane = e / (W * H);
+    const I me = h * W + w;
     // the outputs whose window can hold (h, w): ho*sh - ph <= h <= ho*sh - ph + kh - 1
-    long long ho0 = h + ph - kh + 1; ho0 = ho0 < 0 ? 0 : (ho0 + sh - 1) / sh;
-    long long wo0 = w + pw - kw + 1; wo0 = wo0 < 0 ? 0 : (wo0 + sw - 1) / sw;
-    long long ho1 = (h + ph) / sh; ho1 = ho1 >= Ho ? Ho - 1 : ho1;
-    long long wo1 = (w + pw) / sw; wo1 = wo1 >= Wo ? Wo - 1 : wo1;
+    I ho0 = h + ph - kh + 1; ho0 = ho0 < 0 ? 0 : (ho0 + sh - 1) / sh;
+    I wo0 = w + pw - kw + 1; wo0 = wo0 < 0 ? 0 : (wo0 + sw - 1) / sw;
+    I ho1 = (h + ph) / sh; ho1 = ho1 >= Ho ? Ho - 1 : ho1;
+    I wo1 = (w + pw) / sw; wo1 = wo1 >= Wo ? Wo - 1 : wo1;
     T acc = 0;
-    for (long long ho = ho0; ho <= ho1; ++ho)        // output order, as the reference adds
-        for (long long wo = wo0; wo <= wo1; ++wo) {
-            const long long o = (plane * Ho + ho) * Wo + wo;
+    for (I ho = ho0; ho <= ho1; ++ho)                  // output order, as the reference adds
+        for (I wo = wo0; wo <= wo1; ++wo) {
+            const I o = (plane * Ho + ho) * Wo + wo;
             if (idx[o] == me) acc += g[o];
         }
     dx = acc;
@@ -107,14 +109,22 @@ _maxpool_bwd = cp.ElementwiseKernel(
 )
 
 _cnhw_to_nchw = cp.ElementwiseKernel(
-    "raw T y, raw T bias, bool has_bias, int64 C, int64 N, int64 HW",
+    "raw T y, raw T bias, bool has_bias, I C, I N, I HW",
     "T out",
     """
-    const long long k = i % HW, c = (i / HW) % C, n = i / (HW * C);
+    const I e = (I)i;
+    const I k = e % HW, c = (e / HW) % C, n = e / (HW * C);
     out = y[(c * N + n) * HW + k] + (has_bias ? bias[c] : (T)0);
     """,
     "minitorch_cnhw_to_nchw",
 )
+
+
+def _ints(*arrays_or_sizes, values: tuple[int, ...]) -> list:
+    """``values`` as 32-bit scalars when every array fits 32-bit indexing, else 64-bit."""
+    largest = max(a if isinstance(a, int) else a.size for a in arrays_or_sizes)
+    kind = cp.int32 if largest < 2**31 - 1 else cp.int64
+    return [kind(v) for v in values]
 
 
 def im2col(x: cp.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int) -> cp.ndarray:
@@ -122,7 +132,8 @@ def im2col(x: cp.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int) 
     N, C, H, W = x.shape
     Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     cols = cp.empty((C * kh * kw, N * Ho * Wo), dtype=x.dtype)
-    _im2col(cp.ascontiguousarray(x), N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, cols)
+    args = _ints(x, cols, values=(N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo))
+    _im2col(cp.ascontiguousarray(x), *args, cols)
     return cols
 
 
@@ -140,7 +151,8 @@ def col2im(
     N, C, H, W = x_shape
     Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     dx = cp.empty((N, C, H, W), dtype=cols.dtype)
-    _col2im(cp.ascontiguousarray(cols), N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, dx)
+    args = _ints(dx, cols, values=(N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo))
+    _col2im(cp.ascontiguousarray(cols), *args, dx)
     return dx
 
 
@@ -152,7 +164,8 @@ def maxpool2d_forward(
     Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     out = cp.empty((N, C, Ho, Wo), dtype=x.dtype)
     idx = cp.empty((N, C, Ho, Wo), dtype=cp.int64)
-    _maxpool_fwd(cp.ascontiguousarray(x), H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, out, idx)
+    args = _ints(x, out, values=(H, W, kh, kw, sh, sw, ph, pw, Ho, Wo))
+    _maxpool_fwd(cp.ascontiguousarray(x), *args, out, idx)
     return out, idx
 
 
@@ -171,21 +184,8 @@ def maxpool2d_backward(
     N, C, H, W = x_shape
     Ho, Wo = grad_out.shape[2:]
     dx = cp.empty(x_shape, dtype=grad_out.dtype)
-    _maxpool_bwd(
-        cp.ascontiguousarray(grad_out),
-        cp.ascontiguousarray(indices),
-        H,
-        W,
-        kh,
-        kw,
-        sh,
-        sw,
-        ph,
-        pw,
-        Ho,
-        Wo,
-        dx,
-    )
+    args = _ints(dx, grad_out, values=(H, W, kh, kw, sh, sw, ph, pw, Ho, Wo))
+    _maxpool_bwd(cp.ascontiguousarray(grad_out), cp.ascontiguousarray(indices), *args, dx)
     return dx
 
 
@@ -194,5 +194,141 @@ def cnhw_to_nchw(y: cp.ndarray, bias: cp.ndarray | None) -> cp.ndarray:
     C, N, H, W = y.shape
     out = cp.empty((N, C, H, W), dtype=y.dtype)
     b = bias if bias is not None else cp.zeros(1, dtype=y.dtype)
-    _cnhw_to_nchw(cp.ascontiguousarray(y), b, bias is not None, C, N, H * W, out)
+    args = _ints(out, values=(C, N, H * W))
+    _cnhw_to_nchw(cp.ascontiguousarray(y), b, bias is not None, *args, out)
     return out
+
+
+# ------------------------------------------------------------------ batch normalisation
+# One thread block per channel reduces that channel's N*L values; sums are kept in
+# double precision whatever the data type. The elementwise parts are one kernel each.
+_BN_SOURCE = r"""
+__device__ double block_sum(double v, double* shared) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffff, v, o);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    v = (threadIdx.x < (blockDim.x + 31) / 32) ? shared[threadIdx.x] : 0.0;
+    if (warp == 0)
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffff, v, o);
+    __syncthreads();
+    return v;  // the total, in thread 0
+}
+
+// mean[c] and biased var[c] of x (N, C, L) over n and l: two passes, the second on x - mean
+template <typename T>
+__global__ void bn_stats(const T* x, int N, int C, int L, T* mean, T* var) {
+    __shared__ double shared[32];
+    __shared__ double mu_shared;
+    const int c = blockIdx.x;
+    const int m = N * L;
+    double s = 0.0;
+    for (int k = threadIdx.x; k < m; k += blockDim.x)
+        s += (double)x[((long long)(k / L) * C + c) * L + k % L];
+    s = block_sum(s, shared);
+    if (threadIdx.x == 0) mu_shared = s / m;
+    __syncthreads();
+    const double mu = mu_shared;
+    double q = 0.0;
+    for (int k = threadIdx.x; k < m; k += blockDim.x) {
+        const double d = (double)x[((long long)(k / L) * C + c) * L + k % L] - mu;
+        q += d * d;
+    }
+    q = block_sum(q, shared);
+    if (threadIdx.x == 0) { mean[c] = (T)mu; var[c] = (T)(q / m); }
+}
+
+// sum over n, l of dy and of dy * xhat, per channel
+template <typename T>
+__global__ void bn_sums(const T* dy, const T* xhat, int N, int C, int L, T* sum_dy, T* sum_dyx) {
+    __shared__ double shared[32];
+    const int c = blockIdx.x;
+    const int m = N * L;
+    double s = 0.0, q = 0.0;
+    for (int k = threadIdx.x; k < m; k += blockDim.x) {
+        const long long j = ((long long)(k / L) * C + c) * L + k % L;
+        s += (double)dy[j];
+        q += (double)dy[j] * (double)xhat[j];
+    }
+    s = block_sum(s, shared);
+    q = block_sum(q, shared);
+    if (threadIdx.x == 0) { sum_dy[c] = (T)s; sum_dyx[c] = (T)q; }
+}
+"""
+_bn_module = cp.RawModule(
+    code=_BN_SOURCE,
+    options=("-std=c++14",),
+    name_expressions=[f"{k}<{t}>" for k in ("bn_stats", "bn_sums") for t in ("float", "double")],
+)
+_CTYPE = {cp.dtype("float32"): "float", cp.dtype("float64"): "double"}
+_BN_THREADS = 512
+
+_bn_normalize = cp.ElementwiseKernel(
+    "T x, raw T mean, raw T inv_std, raw T gamma, raw T beta, bool affine, int32 C, int32 L",
+    "T y, T xhat",
+    """
+    const int c = (int)((i / L) % C);
+    const T h = (x - mean[c]) * inv_std[c];
+    xhat = h;
+    y = affine ? h * gamma[c] + beta[c] : h;
+    """,
+    "minitorch_bn_normalize",
+)
+
+_bn_dx = cp.ElementwiseKernel(
+    "T dy, T xhat, raw T scale, raw T sum_dy, raw T sum_dyx, bool batch_stats, "
+    "int32 C, int32 L, T m",
+    "T dx",
+    """
+    const int c = (int)((i / L) % C);
+    dx = batch_stats ? scale[c] * (dy - sum_dy[c] / m - xhat * (sum_dyx[c] / m)) : dy * scale[c];
+    """,
+    "minitorch_bn_dx",
+)
+
+
+def _per_channel(kernel: str, dtype, C: int, args: tuple) -> None:
+    f = _bn_module.get_function(f"{kernel}<{_CTYPE[cp.dtype(dtype)]}>")
+    f((C,), (_BN_THREADS,), args)
+
+
+def batchnorm_stats(x3: cp.ndarray) -> tuple[cp.ndarray, cp.ndarray]:
+    """See ``kernels_numpy.batchnorm_stats``."""
+    N, C, L = x3.shape
+    mean, var = cp.empty(C, dtype=x3.dtype), cp.empty(C, dtype=x3.dtype)
+    x3 = cp.ascontiguousarray(x3)
+    _per_channel("bn_stats", x3.dtype, C, (x3, cp.int32(N), cp.int32(C), cp.int32(L), mean, var))
+    return mean, var
+
+
+def batchnorm_normalize(
+    x3: cp.ndarray,
+    mean: cp.ndarray,
+    inv_std: cp.ndarray,
+    gamma: cp.ndarray | None,
+    beta: cp.ndarray | None,
+) -> tuple[cp.ndarray, cp.ndarray]:
+    """See ``kernels_numpy.batchnorm_normalize``."""
+    _, C, L = x3.shape
+    affine = gamma is not None
+    g = gamma if affine else mean
+    b = beta if affine else mean
+    y, xhat = _bn_normalize(x3, mean, inv_std, g, b, affine, C, L)
+    return y, xhat
+
+
+def batchnorm_backward(
+    dy3: cp.ndarray, xhat3: cp.ndarray, scale: cp.ndarray, batch_stats: bool
+) -> tuple[cp.ndarray, cp.ndarray, cp.ndarray]:
+    """See ``kernels_numpy.batchnorm_backward``."""
+    N, C, L = dy3.shape
+    dy3 = cp.ascontiguousarray(dy3)
+    sum_dy, sum_dyx = cp.empty(C, dtype=dy3.dtype), cp.empty(C, dtype=dy3.dtype)
+    _per_channel(
+        "bn_sums",
+        dy3.dtype,
+        C,
+        (dy3, xhat3, cp.int32(N), cp.int32(C), cp.int32(L), sum_dy, sum_dyx),
+    )
+    dx = _bn_dx(dy3, xhat3, scale, sum_dy, sum_dyx, batch_stats, C, L, dy3.dtype.type(N * L))
+    return dx, sum_dy, sum_dyx

@@ -189,3 +189,107 @@ def cnhw_to_nchw(y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
 def num_threads() -> int:
     """How many threads the parallel kernels use."""
     return numba.get_num_threads()
+
+
+# ------------------------------------------------------------------ batch normalisation
+# Sums are accumulated in float64 whatever the data type, so float32 statistics keep
+# (close to) the accuracy of NumPy's pairwise summation.
+@njit(parallel=True, **_jit)
+def _bn_stats(x, mean, var):  # pragma: no cover - compiled
+    N, C, L = x.shape
+    m = N * L
+    for c in prange(C):
+        s = 0.0
+        for n in range(N):
+            for k in range(L):
+                s += x[n, c, k]
+        mu = s / m
+        q = 0.0
+        for n in range(N):
+            for k in range(L):
+                d = x[n, c, k] - mu
+                q += d * d
+        mean[c] = mu
+        var[c] = q / m
+
+
+def batchnorm_stats(x3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """See ``kernels_numpy.batchnorm_stats``."""
+    C = x3.shape[1]
+    mean, var = np.empty(C, dtype=x3.dtype), np.empty(C, dtype=x3.dtype)
+    _bn_stats(np.ascontiguousarray(x3), mean, var)
+    return mean, var
+
+
+@njit(parallel=True, **_jit)
+def _bn_normalize(x, mean, inv_std, gamma, beta, y, xhat):  # pragma: no cover - compiled
+    N, C, L = x.shape
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc % C
+        mu, s, g, b = mean[c], inv_std[c], gamma[c], beta[c]
+        for k in range(L):
+            h = (x[n, c, k] - mu) * s
+            xhat[n, c, k] = h
+            y[n, c, k] = h * g + b
+
+
+def batchnorm_normalize(
+    x3: np.ndarray,
+    mean: np.ndarray,
+    inv_std: np.ndarray,
+    gamma: np.ndarray | None,
+    beta: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """See ``kernels_numpy.batchnorm_normalize``."""
+    y, xhat = np.empty_like(x3), np.empty_like(x3)
+    C = x3.shape[1]
+    g = gamma if gamma is not None else np.ones(C, dtype=x3.dtype)
+    b = beta if beta is not None else np.zeros(C, dtype=x3.dtype)
+    _bn_normalize(np.ascontiguousarray(x3), mean, inv_std, g, b, y, xhat)
+    return y, xhat
+
+
+@njit(parallel=True, **_jit)
+def _bn_sums(dy, xhat, sum_dy, sum_dy_xhat):  # pragma: no cover - compiled
+    N, C, L = dy.shape
+    for c in prange(C):
+        s = 0.0
+        q = 0.0
+        for n in range(N):
+            for k in range(L):
+                s += dy[n, c, k]
+                q += dy[n, c, k] * xhat[n, c, k]
+        sum_dy[c] = s
+        sum_dy_xhat[c] = q
+
+
+@njit(parallel=True, **_jit)
+def _bn_dx(dy, xhat, scale, sum_dy, sum_dy_xhat, batch_stats, dx):  # pragma: no cover
+    N, C, L = dy.shape
+    m = N * L
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc % C
+        s = scale[c]
+        if batch_stats:
+            a = sum_dy[c] / m
+            b = sum_dy_xhat[c] / m
+            for k in range(L):
+                dx[n, c, k] = s * (dy[n, c, k] - a - xhat[n, c, k] * b)
+        else:
+            for k in range(L):
+                dx[n, c, k] = dy[n, c, k] * s
+
+
+def batchnorm_backward(
+    dy3: np.ndarray, xhat3: np.ndarray, scale: np.ndarray, batch_stats: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """See ``kernels_numpy.batchnorm_backward``."""
+    C = dy3.shape[1]
+    dy3 = np.ascontiguousarray(dy3)
+    sum_dy, sum_dy_xhat = np.empty(C, dtype=dy3.dtype), np.empty(C, dtype=dy3.dtype)
+    _bn_sums(dy3, xhat3, sum_dy, sum_dy_xhat)
+    dx = np.empty_like(dy3)
+    _bn_dx(dy3, xhat3, scale, sum_dy, sum_dy_xhat, batch_stats, dx)
+    return dx, sum_dy, sum_dy_xhat

@@ -142,3 +142,49 @@ def cnhw_to_nchw(y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     if bias is not None:
         y = y + bias[:, None, None, None]
     return np.ascontiguousarray(y.transpose(1, 0, 2, 3))
+
+
+# ------------------------------------------------------------------ batch normalisation
+# x3, dy3, xhat3 have shape (N, C, L): statistics are per channel C, over axes 0 and 2.
+def batchnorm_stats(x3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and biased variance, each of shape (C,)."""
+    mean = x3.mean(axis=(0, 2))
+    xc = x3 - mean[:, None]
+    var = (xc * xc).mean(axis=(0, 2))
+    return mean, var
+
+
+def batchnorm_normalize(
+    x3: np.ndarray,
+    mean: np.ndarray,
+    inv_std: np.ndarray,
+    gamma: np.ndarray | None,
+    beta: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """xhat = (x - mean) * inv_std and y = gamma * xhat + beta (y is xhat without gamma).
+
+    Returns (y, xhat), both (N, C, L).
+    """
+    xhat = (x3 - mean[:, None]) * inv_std[:, None]
+    y = xhat if gamma is None else xhat * gamma[:, None] + beta[:, None]
+    return y, xhat
+
+
+def batchnorm_backward(
+    dy3: np.ndarray, xhat3: np.ndarray, scale: np.ndarray, batch_stats: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The input gradient and the two per-channel sums that the parameter gradients need.
+
+    With m = N*L values per channel and scale = gamma / sqrt(var + eps):
+        batch statistics:  dx = scale * (dy - sum(dy)/m - xhat * sum(dy*xhat)/m)
+        fixed statistics:  dx = scale * dy
+    Returns (dx (N, C, L), sum(dy) (C,), sum(dy * xhat) (C,)).
+    """
+    sum_dy = dy3.sum(axis=(0, 2))
+    sum_dy_xhat = (dy3 * xhat3).sum(axis=(0, 2))
+    if batch_stats:
+        m = dy3.shape[0] * dy3.shape[2]
+        dx = scale[:, None] * (dy3 - (sum_dy / m)[:, None] - xhat3 * (sum_dy_xhat / m)[:, None])
+    else:
+        dx = dy3 * scale[:, None]
+    return dx, sum_dy, sum_dy_xhat

@@ -64,7 +64,7 @@ class _BatchNorm(Module):
         check_array(self, x)
         check_shape(self, x, self._ndims, self.num_features, self._layout)
         check_params_match(self, x)
-        xp = get_backend().xp
+        B = get_backend()
         N, C = x.shape[:2]
         x3 = x.reshape(N, C, -1)  # (N, C, L): statistics over axes 0 and 2
         m = N * x3.shape[2]
@@ -76,19 +76,16 @@ class _BatchNorm(Module):
                     f"estimate a variance, got input shape {tuple(x.shape)}; use a batch "
                     "of at least 2 or call .eval()"
                 )
-            mu = x3.mean(axis=(0, 2))  # (C,)
-            xc = x3 - mu[:, None]
-            var = (xc * xc).mean(axis=(0, 2))  # biased variance, (C,)
+            mu, var = B.kernels.batchnorm_stats(x3)  # mean and biased variance, (C,) each
             if self.training and self.track_running_stats:
                 self._update_running(mu, var, m)
         else:
             mu, var = self.running_mean, self.running_var
-            xc = x3 - mu[:, None]
-        inv_std = 1.0 / xp.sqrt(var + self.eps)  # (C,)
-        xhat = xc * inv_std[:, None]  # (N, C, L)
-        y = xhat
-        if self.affine:
-            y = xhat * self.weight.data[:, None] + self.bias.data[:, None]  # gamma*xhat + beta
+        inv_std = 1.0 / B.xp.sqrt(var + self.eps)  # (C,)
+        gamma = self.weight.data if self.affine else None
+        beta = self.bias.data if self.affine else None
+        # xhat = (x - mu) * inv_std;  y = gamma * xhat + beta
+        y, xhat = B.kernels.batchnorm_normalize(x3, mu, inv_std, gamma, beta)
         self._save_for_backward(xhat=xhat, inv_std=inv_std, batch_stats=use_batch, shape=x.shape)
         return y.reshape(x.shape)
 
@@ -111,18 +108,15 @@ class _BatchNorm(Module):
         xhat, inv_std = s["xhat"], s["inv_std"]
         N, C = grad_out.shape[:2]
         dy = grad_out.reshape(N, C, -1)
+        scale = self.weight.data * inv_std if self.affine else inv_std  # gamma / sqrt(var + eps)
+        # dx = scale * (dy - mean(dy) - xhat * mean(dy * xhat))   (batch statistics)
+        # dx = scale * dy                                          (running statistics)
+        dx, sum_dy, sum_dy_xhat = get_backend().kernels.batchnorm_backward(
+            dy, xhat, scale, s["batch_stats"]
+        )
         if self.affine:
-            self.bias.accumulate_grad(dy.sum(axis=(0, 2)))  # dbeta = sum dy
-            self.weight.accumulate_grad((dy * xhat).sum(axis=(0, 2)))  # dgamma = sum dy*xhat
-            scale = self.weight.data * inv_std  # gamma / sqrt(var + eps)
-        else:
-            scale = inv_std
-        if s["batch_stats"]:
-            mean_dy = dy.mean(axis=(0, 2))
-            mean_dy_xhat = (dy * xhat).mean(axis=(0, 2))
-            dx = scale[:, None] * (dy - mean_dy[:, None] - xhat * mean_dy_xhat[:, None])
-        else:
-            dx = dy * scale[:, None]
+            self.bias.accumulate_grad(sum_dy)  # dbeta = sum dy
+            self.weight.accumulate_grad(sum_dy_xhat)  # dgamma = sum dy * xhat
         return dx.reshape(grad_out.shape)
 
 

@@ -126,7 +126,9 @@ class Conv2d(Module):
         bias = None if self.bias is None else self.bias.data
         # (O, N, Ho, Wo) + b[o]  ->  (N, O, Ho, Wo), in one pass
         out = B.kernels.cnhw_to_nchw(y.reshape(O, N, Ho, Wo), bias)
-        self._save_for_backward(cols=cols, x_shape=x.shape, out_shape=out.shape)
+        # Keep x, not cols: cols is K*K/S^2 times larger, and redoing im2col in backward
+        # costs far less than a matrix product.
+        self._save_for_backward(x=x, out_shape=out.shape)
         return out
 
     def backward(self, grad_out: Any) -> Any:
@@ -136,7 +138,8 @@ class Conv2d(Module):
         B = get_backend()
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         G, O = self.groups, self.out_channels
-        cols = s["cols"]
+        x = s["x"]
+        cols = B.kernels.im2col(x, kh, kw, sh, sw, ph, pw)  # X_col again: (C*KH*KW, N*Ho*Wo)
         L = cols.shape[1]  # N*Ho*Wo
 
         # dY laid out like Y: (O, N*Ho*Wo), rows grouped by output channel
@@ -148,4 +151,4 @@ class Conv2d(Module):
         self.weight.accumulate_grad(dw.reshape(self.weight.shape))
         w = self.weight.data.reshape(G, O // G, -1)
         dcols = w.transpose(0, 2, 1) @ dy  # dX_g = W_g.T @ dY_g
-        return B.kernels.col2im(dcols.reshape(cols.shape), s["x_shape"], kh, kw, sh, sw, ph, pw)
+        return B.kernels.col2im(dcols.reshape(cols.shape), x.shape, kh, kw, sh, sw, ph, pw)
