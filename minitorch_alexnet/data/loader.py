@@ -45,11 +45,20 @@ def normalize(
     Computed as ``x * scale + shift`` with ``scale = 1 / (255 std)`` and
     ``shift = -mean / std``, in ``float32``, on the array library of ``x``.
     """
-    xp = _xp_of(x)
+    scale, shift = _affine(_xp_of(x), mean, std)
+    return _apply_affine(x, scale, shift)
+
+
+def _affine(xp: Any, mean: Sequence[float], std: Sequence[float]) -> tuple[Any, Any]:
+    """``scale = 1 / (255 std)`` and ``shift = -mean / std`` as float32 ``(1, C, 1, 1)`` arrays."""
     std_ = xp.asarray(std, dtype=xp.float64)
     scale = (1.0 / (255.0 * std_)).astype(xp.float32).reshape(1, -1, 1, 1)
     shift = (-xp.asarray(mean, dtype=xp.float64) / std_).astype(xp.float32).reshape(1, -1, 1, 1)
-    out = x.astype(xp.float32)
+    return scale, shift
+
+
+def _apply_affine(x: Any, scale: Any, shift: Any) -> Any:
+    out = x.astype(scale.dtype)
     out *= scale
     out += shift
     return out
@@ -147,6 +156,8 @@ class DataLoader:
             # the one upload of the data; batches are cut from these arrays
             self._images = _backend.asarray(dataset.images)
             self._labels = _backend.asarray(dataset.labels, dtype="int64")
+        # the normalisation constants, made once on the backend (no upload per batch)
+        self._scale, self._shift = _affine(self.backend.xp, self.mean, self.std)
         if self.drop_last and len(self) == 0:
             raise ValueError(
                 f"drop_last with batch_size {batch_size} > {len(dataset)} examples leaves no batch"
@@ -210,7 +221,7 @@ class DataLoader:
                 oy, ox, flip = (a[k * b : (k + 1) * b] for a in params)
                 x = crop_flip(x, oy, ox, flip, self.padding)
             if self.normalize:
-                x = normalize(x, self.mean, self.std)
+                x = _apply_affine(x, self._scale, self._shift)
             else:
                 x = x.astype(self.backend.xp.float32)
             yield x, y
