@@ -289,7 +289,10 @@ def train_one_epoch(
     meter = RunningMeter()
     side = input_side(model)
     start = time.perf_counter()
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
+    # disable=None: a bar only on a terminal, never in logs
+    bar = tqdm(
+        loader, desc=desc, leave=False, disable=None if progress else True, dynamic_ncols=True
+    )
     for step, (images, labels) in enumerate(bar, 1):
         logits = model(resize_nearest(images, side))  # forward
         loss = criterion(logits, labels)  # loss

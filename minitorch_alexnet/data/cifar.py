@@ -185,7 +185,7 @@ def download_cifar10(
                     unit_scale=True,
                     unit_divisor=1024,
                     desc=f"downloading {CIFAR10_ARCHIVE}",
-                    disable=not progress,
+                    disable=None if progress else True,
                 )
                 with bar:
                     try:
