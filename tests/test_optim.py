@@ -9,7 +9,10 @@ from minitorch_alexnet import backend as B
 from minitorch_alexnet import optim
 from minitorch_alexnet.nn.module import Parameter
 
-torch = pytest.importorskip("torch")
+try:  # the oracle; tests that need it call pytest.importorskip("torch")
+    import torch
+except ImportError:
+    torch = None
 
 SHAPES = [(3, 4), (5,), (2, 3, 3)]
 STEPS = 7
@@ -25,6 +28,8 @@ def _pair(seed=0):
     rng = np.random.default_rng(seed)
     init = [rng.standard_normal(s) for s in SHAPES]
     ours = [Parameter(a.copy()) for a in init]
+    if torch is None:
+        return ours, None
     theirs = [torch.tensor(a.copy(), requires_grad=True) for a in init]
     return ours, theirs
 
@@ -64,6 +69,7 @@ SGD_CASES = [
     "kw", SGD_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items())
 )
 def test_sgd_matches_torch(kw):
+    pytest.importorskip("torch")
     ours, theirs = _pair()
     opt = optim.SGD(ours, **kw)
     ref = torch.optim.SGD(theirs, **kw)
@@ -81,21 +87,22 @@ def test_sgd_matches_torch(kw):
 
 
 ADAM_CASES = [
-    (optim.Adam, torch.optim.Adam, dict()),
-    (optim.Adam, torch.optim.Adam, dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6)),
-    (optim.Adam, torch.optim.Adam, dict(lr=0.01, weight_decay=0.1)),
-    (optim.Adam, torch.optim.Adam, dict(lr=0.01, amsgrad=True)),
-    (optim.AdamW, torch.optim.AdamW, dict()),
-    (optim.AdamW, torch.optim.AdamW, dict(lr=0.02, weight_decay=0.3, amsgrad=True)),
+    ("Adam", dict()),
+    ("Adam", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6)),
+    ("Adam", dict(lr=0.01, weight_decay=0.1)),
+    ("Adam", dict(lr=0.01, amsgrad=True)),
+    ("AdamW", dict()),
+    ("AdamW", dict(lr=0.02, weight_decay=0.3, amsgrad=True)),
 ]
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("ours_cls,ref_cls,kw", ADAM_CASES)
-def test_adam_matches_torch(ours_cls, ref_cls, kw):
+@pytest.mark.parametrize("name,kw", ADAM_CASES)
+def test_adam_matches_torch(name, kw):
+    pytest.importorskip("torch")
     ours, theirs = _pair()
-    opt = ours_cls(ours, **kw)
-    ref = ref_cls(theirs, **kw)
+    opt = getattr(optim, name)(ours, **kw)
+    ref = getattr(torch.optim, name)(theirs, **kw)
     rng = np.random.default_rng(2)
     for step in range(STEPS):
         _set_grads(ours, theirs, _grads(step, rng))
@@ -109,6 +116,7 @@ def test_adam_matches_torch(ours_cls, ref_cls, kw):
 
 
 def test_param_groups_have_their_own_lr():
+    pytest.importorskip("torch")
     ours, theirs = _pair()
     opt = optim.SGD([{"params": ours[:1], "lr": 1.0}, {"params": ours[1:]}], lr=0.1)
     ref = torch.optim.SGD([{"params": theirs[:1], "lr": 1.0}, {"params": theirs[1:]}], lr=0.1)
@@ -313,6 +321,7 @@ SCHEDULES = {
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("name", list(SCHEDULES))
 def test_scheduler_matches_torch(name):
+    pytest.importorskip("torch")
     make_ours, make_ref = SCHEDULES[name]
     opt, ref_opt, sched, ref = _sched_pair(make_ours, make_ref)
     steps = (
@@ -328,6 +337,7 @@ def test_scheduler_matches_torch(name):
 @pytest.mark.torch
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_onecycle_cycles_adam_beta1_like_torch():
+    pytest.importorskip("torch")
     opt, ref_opt, sched, ref = _sched_pair(
         lambda o: optim.OneCycleLR(o, max_lr=0.01, total_steps=12),
         lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.01, total_steps=12),
@@ -350,6 +360,7 @@ def test_onecycle_refuses_too_many_steps():
 @pytest.mark.torch
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_training_steps_with_schedule_match_torch():
+    pytest.importorskip("torch")
     """SGD + OneCycle together, updating real parameters, as the training script uses them."""
     ours, theirs = _pair()
     kw = dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
