@@ -16,8 +16,9 @@ Written to ``--out`` (default ``runs/cifar``): ``metrics.json`` (one entry per
 epoch), ``curves.png`` (loss and accuracy per epoch) and ``checkpoint.npz``
 (after every epoch; ``--resume`` continues from it exactly).
 
-The main loop is :func:`train` below; everything else is plumbing. See
-``docs/training.md`` for every flag.
+The loop over batches (forward, loss, backward, step) is :func:`train_one_epoch`;
+the loop over epochs (train, evaluate, log, checkpoint) is :func:`train`; the rest
+is plumbing. See ``docs/training.md`` for every flag.
 """
 
 from __future__ import annotations

@@ -459,3 +459,16 @@ def test_synthetic_classes_are_distinguishable():
     d = ((feats(s.test)[:, None, :] - means[None]) ** 2).sum(axis=2)
     acc = (d.argmin(axis=1) == s.test.labels).mean()
     assert acc > 0.5
+
+
+def test_epoch_argument_equals_set_epoch():
+    ds = _indexed_dataset(30)
+    a = data.DataLoader(ds, batch_size=8, shuffle=True, augment=True, seed=2, epoch=5)
+    b = data.DataLoader(ds, batch_size=8, shuffle=True, augment=True, seed=2)
+    b.set_epoch(5)
+    batches_a, batches_b = list(a), list(b)
+    assert len(batches_a) == len(batches_b) == 4
+    for (xa, ya), (xb, yb) in zip(batches_a, batches_b):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert a.epoch == b.epoch == 6

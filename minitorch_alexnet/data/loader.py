@@ -113,6 +113,7 @@ class DataLoader:
         padding: crop padding in pixels.
         seed: seeds the shuffling and augmentation; ``None`` draws one from the
             project's host generator (so :func:`manual_seed` makes it reproducible).
+        epoch: the epoch the first pass is (as :meth:`set_epoch`; for resuming).
         backend: the backend to put the data on (default: the active one).
 
     Iterating yields ``(x, y)``: ``x`` ``float32`` ``(B, C, H, W)`` and ``y`` ``int64``
@@ -132,6 +133,7 @@ class DataLoader:
         std: Sequence[float] = CIFAR10_STD,
         padding: int = 4,
         seed: int | None = None,
+        epoch: int = 0,
         backend: str | None = None,
     ):
         if batch_size <= 0:
@@ -151,7 +153,7 @@ class DataLoader:
         if seed is None:
             seed = int(_backend.host_rng().integers(0, 2**63 - 1))
         self.seed = int(seed)
-        self.epoch = 0
+        self.epoch = int(epoch)
         with _backend.use_backend(self.backend.name):
             # the one upload of the data; batches are cut from these arrays
             self._images = _backend.asarray(dataset.images)
