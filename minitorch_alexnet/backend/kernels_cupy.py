@@ -12,14 +12,41 @@ This module is imported only when the cupy backend is selected.
 
 from __future__ import annotations
 
+import re
+
 import cupy as cp
 
 from .kernels_numpy import out_size
 
-# Index arithmetic uses the type I: 32-bit integers when every index fits (fast
-# division on the GPU), 64-bit otherwise; see _index_type. ``i`` is the thread's
-# output element.
-_im2col = cp.ElementwiseKernel(
+
+class _IndexedKernel:
+    """An ElementwiseKernel compiled twice: with 32-bit index arithmetic (integer
+    division is much faster on the GPU) and with 64-bit for arrays too large for it.
+
+    In ``params`` and ``operation``, ``I`` is the index type; ``i`` is the number of
+    the output element this thread computes.
+    """
+
+    def __init__(self, params: str, outputs: str, operation: str, name: str):
+        self._kernels = {
+            bits: cp.ElementwiseKernel(
+                re.sub(r"\bI\b", f"int{bits}", params),
+                outputs,
+                operation,
+                f"{name}_{bits}",
+                preamble=f"typedef {'int' if bits == 32 else 'long long'} I;",
+            )
+            for bits in (32, 64)
+        }
+
+    def __call__(self, *args, largest: int):
+        bits = 32 if largest < 2**31 - 1 else 64
+        kind = cp.int32 if bits == 32 else cp.int64
+        args = [kind(a) if isinstance(a, int) and not isinstance(a, bool) else a for a in args]
+        return self._kernels[bits](*args)
+
+
+_im2col = _IndexedKernel(
     "raw T x, I N, I C, I H, I W, I kh, I kw, I sh, I sw, I ph, I pw, I Ho, I Wo",
     "T col",
     """
@@ -33,7 +60,7 @@ _im2col = cp.ElementwiseKernel(
     "minitorch_im2col",
 )
 
-_col2im = cp.ElementwiseKernel(
+_col2im = _IndexedKernel(
     "raw T cols, I N, I C, I H, I W, I kh, I kw, I sh, I sw, I ph, I pw, I Ho, I Wo",
     "T dx",
     """
@@ -59,7 +86,7 @@ _col2im = cp.ElementwiseKernel(
     "minitorch_col2im",
 )
 
-_maxpool_fwd = cp.ElementwiseKernel(
+_maxpool_fwd = _IndexedKernel(
     "raw T x, I H, I W, I kh, I kw, I sh, I sw, I ph, I pw, I Ho, I Wo",
     "T out, int64 idx",
     """
@@ -85,7 +112,7 @@ _maxpool_fwd = cp.ElementwiseKernel(
     "minitorch_maxpool_fwd",
 )
 
-_maxpool_bwd = cp.ElementwiseKernel(
+_maxpool_bwd = _IndexedKernel(
     "raw T g, raw int64 idx, I H, I W, I kh, I kw, I sh, I sw, I ph, I pw, I Ho, I Wo",
     "T dx",
     """
@@ -108,7 +135,7 @@ _maxpool_bwd = cp.ElementwiseKernel(
     "minitorch_maxpool_bwd",
 )
 
-_cnhw_to_nchw = cp.ElementwiseKernel(
+_cnhw_to_nchw = _IndexedKernel(
     "raw T y, raw T bias, bool has_bias, I C, I N, I HW",
     "T out",
     """
@@ -120,20 +147,13 @@ _cnhw_to_nchw = cp.ElementwiseKernel(
 )
 
 
-def _ints(*arrays_or_sizes, values: tuple[int, ...]) -> list:
-    """``values`` as 32-bit scalars when every array fits 32-bit indexing, else 64-bit."""
-    largest = max(a if isinstance(a, int) else a.size for a in arrays_or_sizes)
-    kind = cp.int32 if largest < 2**31 - 1 else cp.int64
-    return [kind(v) for v in values]
-
-
 def im2col(x: cp.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int) -> cp.ndarray:
     """See ``kernels_numpy.im2col``: (N, C, H, W) -> (C*KH*KW, N*Ho*Wo)."""
     N, C, H, W = x.shape
     Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     cols = cp.empty((C * kh * kw, N * Ho * Wo), dtype=x.dtype)
-    args = _ints(x, cols, values=(N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo))
-    _im2col(cp.ascontiguousarray(x), *args, cols)
+    geometry = (N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
+    _im2col(cp.ascontiguousarray(x), *geometry, cols, largest=max(x.size, cols.size))
     return cols
 
 
@@ -151,8 +171,8 @@ def col2im(
     N, C, H, W = x_shape
     Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     dx = cp.empty((N, C, H, W), dtype=cols.dtype)
-    args = _ints(dx, cols, values=(N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo))
-    _col2im(cp.ascontiguousarray(cols), *args, dx)
+    geometry = (N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
+    _col2im(cp.ascontiguousarray(cols), *geometry, dx, largest=max(dx.size, cols.size))
     return dx
 
 
@@ -164,8 +184,8 @@ def maxpool2d_forward(
     Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     out = cp.empty((N, C, Ho, Wo), dtype=x.dtype)
     idx = cp.empty((N, C, Ho, Wo), dtype=cp.int64)
-    args = _ints(x, out, values=(H, W, kh, kw, sh, sw, ph, pw, Ho, Wo))
-    _maxpool_fwd(cp.ascontiguousarray(x), *args, out, idx)
+    geometry = (H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
+    _maxpool_fwd(cp.ascontiguousarray(x), *geometry, out, idx, largest=x.size)
     return out, idx
 
 
@@ -184,8 +204,9 @@ def maxpool2d_backward(
     N, C, H, W = x_shape
     Ho, Wo = grad_out.shape[2:]
     dx = cp.empty(x_shape, dtype=grad_out.dtype)
-    args = _ints(dx, grad_out, values=(H, W, kh, kw, sh, sw, ph, pw, Ho, Wo))
-    _maxpool_bwd(cp.ascontiguousarray(grad_out), cp.ascontiguousarray(indices), *args, dx)
+    geometry = (H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
+    g, idx = cp.ascontiguousarray(grad_out), cp.ascontiguousarray(indices)
+    _maxpool_bwd(g, idx, *geometry, dx, largest=dx.size)
     return dx
 
 
@@ -194,8 +215,7 @@ def cnhw_to_nchw(y: cp.ndarray, bias: cp.ndarray | None) -> cp.ndarray:
     C, N, H, W = y.shape
     out = cp.empty((N, C, H, W), dtype=y.dtype)
     b = bias if bias is not None else cp.zeros(1, dtype=y.dtype)
-    args = _ints(out, values=(C, N, H * W))
-    _cnhw_to_nchw(cp.ascontiguousarray(y), b, bias is not None, *args, out)
+    _cnhw_to_nchw(cp.ascontiguousarray(y), b, bias is not None, C, N, H * W, out, largest=out.size)
     return out
 
 
