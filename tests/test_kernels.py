@@ -89,6 +89,18 @@ def test_batchnorm_kernels_match_reference(fast_backend, shape, seed, dtype, aff
     got = _run(fast_backend, "batchnorm_normalize", x, mean, inv_std, gamma, beta)
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, **tol)
+    running = [normal(seed + 4, (C,), dtype), np.abs(normal(seed + 5, (C,), dtype))]
+    ref.batchnorm_update_running(*running, mean, var, 0.1, x.shape[0] * x.shape[2] + 1)
+    with mt.use_backend(fast_backend) as B:
+        dev = [
+            mt.asarray(normal(seed + 4, (C,), dtype)),
+            mt.asarray(np.abs(normal(seed + 5, (C,), dtype))),
+        ]
+        B.kernels.batchnorm_update_running(
+            *dev, mt.asarray(mean), mt.asarray(var), 0.1, x.shape[0] * x.shape[2] + 1
+        )
+    for a, b in zip(dev, running):
+        np.testing.assert_allclose(mt.to_numpy(a), b, **tol)
     xhat, dy = want[1], normal(seed + 3, shape, dtype)
     want = ref.batchnorm_backward(dy, xhat, inv_std, batch_stats)
     got = _run(fast_backend, "batchnorm_backward", dy, xhat, inv_std, batch_stats)

@@ -18,6 +18,8 @@ import cupy as cp
 
 from .kernels_numpy import out_size
 
+_CTYPE = {cp.dtype("float32"): "float", cp.dtype("float64"): "double"}
+
 
 class _IndexedKernel:
     """An ElementwiseKernel compiled twice: with 32-bit index arithmetic (integer
@@ -147,13 +149,46 @@ _cnhw_to_nchw = _IndexedKernel(
 )
 
 
+_IM2COL_SOURCE = r"""
+// One thread per column q = (n, ho, wo) of cols; blockIdx.y walks the rows r = (c, ki, kj).
+// Each thread decodes its column once; the row is the same for the whole block.
+template <typename T>
+__global__ void im2col_rows(const T* x, T* cols, int N, int C, int H, int W, int kh, int kw,
+                            int sh, int sw, int ph, int pw, int Ho, int Wo) {
+    const int HoWo = Ho * Wo, L = N * HoWo, R = C * kh * kw;
+    const int q = blockIdx.x * blockDim.x + threadIdx.x;
+    if (q >= L) return;
+    const int n = q / HoWo, rem = q - n * HoWo, ho = rem / Wo, wo = rem - ho * Wo;
+    for (int r = blockIdx.y; r < R; r += gridDim.y) {
+        const int c = r / (kh * kw), k = r - c * kh * kw, ki = k / kw, kj = k - ki * kw;
+        const int h = ho * sh + ki - ph, w = wo * sw + kj - pw;
+        T v = 0;
+        if (h >= 0 && h < H && w >= 0 && w < W) v = x[((long long)(n * C + c) * H + h) * W + w];
+        cols[(long long)r * L + q] = v;
+    }
+}
+"""
+_im2col_module = cp.RawModule(
+    code=_IM2COL_SOURCE,
+    options=("-std=c++14",),
+    name_expressions=["im2col_rows<float>", "im2col_rows<double>"],
+)
+
+
 def im2col(x: cp.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int) -> cp.ndarray:
     """See ``kernels_numpy.im2col``: (N, C, H, W) -> (C*KH*KW, N*Ho*Wo)."""
     N, C, H, W = x.shape
     Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     cols = cp.empty((C * kh * kw, N * Ho * Wo), dtype=x.dtype)
     geometry = (N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
-    _im2col(cp.ascontiguousarray(x), *geometry, cols, largest=max(x.size, cols.size))
+    x = cp.ascontiguousarray(x)
+    L, R = N * Ho * Wo, C * kh * kw
+    if max(x.size, L, R) < 2**31 - 1 and x.dtype in _CTYPE:
+        f = _im2col_module.get_function(f"im2col_rows<{_CTYPE[x.dtype]}>")
+        grid = ((L + 255) // 256, min(R, 65535))
+        f(grid, (256,), (x, cols, *map(cp.int32, geometry)))
+    else:  # the general version, with 64-bit indices for huge arrays
+        _im2col(x, *geometry, cols, largest=max(x.size, cols.size))
     return cols
 
 
@@ -220,8 +255,11 @@ def cnhw_to_nchw(y: cp.ndarray, bias: cp.ndarray | None) -> cp.ndarray:
 
 
 # ------------------------------------------------------------------ batch normalisation
-# One thread block per channel reduces that channel's N*L values; sums are kept in
-# double precision whatever the data type. The elementwise parts are one kernel each.
+# Per-channel sums over (n, l) of an (N, C, L) array run in two steps: S blocks per
+# channel each add a strided share of the channel's N*L values (in double precision,
+# whatever the data type) and write a partial sum; a second small kernel adds the S
+# partial sums of each channel. Several blocks per channel keep the whole GPU busy
+# when there are few channels; the fixed order keeps the result the same every run.
 _BN_SOURCE = r"""
 __device__ double block_sum(double v, double* shared) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffff, v, o);
@@ -235,53 +273,75 @@ __device__ double block_sum(double v, double* shared) {
     return v;  // the total, in thread 0
 }
 
-// mean[c] and biased var[c] of x (N, C, L) over n and l: two passes, the second on x - mean
+// block (c, s) adds a[j] and a[j] * b[j] over its share of channel c; part[c, s, 0:2]
 template <typename T>
-__global__ void bn_stats(const T* x, int N, int C, int L, T* mean, T* var) {
+__global__ void channel_partial_sums(const T* a, const T* b, int N, int C, int L, int S,
+                                     double* part) {
     __shared__ double shared[32];
-    __shared__ double mu_shared;
-    const int c = blockIdx.x;
-    const int m = N * L;
-    double s = 0.0;
-    for (int k = threadIdx.x; k < m; k += blockDim.x)
-        s += (double)x[((long long)(k / L) * C + c) * L + k % L];
-    s = block_sum(s, shared);
-    if (threadIdx.x == 0) mu_shared = s / m;
-    __syncthreads();
-    const double mu = mu_shared;
-    double q = 0.0;
-    for (int k = threadIdx.x; k < m; k += blockDim.x) {
-        const double d = (double)x[((long long)(k / L) * C + c) * L + k % L] - mu;
-        q += d * d;
+    const int c = blockIdx.x, s = blockIdx.y, m = N * L;
+    double sa = 0.0, sab = 0.0;
+    for (int k = s * blockDim.x + threadIdx.x; k < m; k += S * blockDim.x) {
+        const long long j = ((long long)(k / L) * C + c) * L + k % L;
+        const double va = (double)a[j];
+        sa += va;
+        sab += va * (double)b[j];
     }
-    q = block_sum(q, shared);
-    if (threadIdx.x == 0) { mean[c] = (T)mu; var[c] = (T)(q / m); }
+    sa = block_sum(sa, shared);
+    sab = block_sum(sab, shared);
+    if (threadIdx.x == 0) {
+        part[(c * S + s) * 2] = sa;
+        part[(c * S + s) * 2 + 1] = sab;
+    }
 }
 
-// sum over n, l of dy and of dy * xhat, per channel
+// from sum(x) and sum(x^2): mean = sum / m, biased var = sum(x^2) / m - mean^2
 template <typename T>
-__global__ void bn_sums(const T* dy, const T* xhat, int N, int C, int L, T* sum_dy, T* sum_dyx) {
-    __shared__ double shared[32];
-    const int c = blockIdx.x;
-    const int m = N * L;
+__global__ void finish_stats(const double* part, int C, int S, double m, T* mean, T* var) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
     double s = 0.0, q = 0.0;
-    for (int k = threadIdx.x; k < m; k += blockDim.x) {
-        const long long j = ((long long)(k / L) * C + c) * L + k % L;
-        s += (double)dy[j];
-        q += (double)dy[j] * (double)xhat[j];
-    }
-    s = block_sum(s, shared);
-    q = block_sum(q, shared);
-    if (threadIdx.x == 0) { sum_dy[c] = (T)s; sum_dyx[c] = (T)q; }
+    for (int i = 0; i < S; ++i) { s += part[(c * S + i) * 2]; q += part[(c * S + i) * 2 + 1]; }
+    const double mu = s / m, v = q / m - mu * mu;
+    mean[c] = (T)mu;
+    var[c] = (T)(v > 0.0 ? v : 0.0);
+}
+
+// the two sums as they are (backward: sum(dy), sum(dy * xhat))
+template <typename T>
+__global__ void finish_sums(const double* part, int C, int S, T* sum_a, T* sum_ab) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    double s = 0.0, q = 0.0;
+    for (int i = 0; i < S; ++i) { s += part[(c * S + i) * 2]; q += part[(c * S + i) * 2 + 1]; }
+    sum_a[c] = (T)s;
+    sum_ab[c] = (T)q;
 }
 """
 _bn_module = cp.RawModule(
     code=_BN_SOURCE,
     options=("-std=c++14",),
-    name_expressions=[f"{k}<{t}>" for k in ("bn_stats", "bn_sums") for t in ("float", "double")],
+    name_expressions=[
+        f"{k}<{t}>"
+        for k in ("channel_partial_sums", "finish_stats", "finish_sums")
+        for t in ("float", "double")
+    ],
 )
-_CTYPE = {cp.dtype("float32"): "float", cp.dtype("float64"): "double"}
-_BN_THREADS = 512
+_SUM_THREADS = 256
+
+
+def _channel_sums(a: cp.ndarray, b: cp.ndarray, finish: str, out1, out2, *extra) -> None:
+    """Run the two-step per-channel reduction of ``a`` and ``a * b`` into out1, out2."""
+    N, C, L = a.shape
+    m = N * L
+    # enough blocks for the whole GPU, but each with at least a few elements per thread
+    S = max(1, min(-(-1024 // C), -(-m // (_SUM_THREADS * 4))))
+    part = cp.empty((C, S, 2), dtype=cp.float64)
+    t = _CTYPE[a.dtype]
+    args = (a, b, cp.int32(N), cp.int32(C), cp.int32(L), cp.int32(S), part)
+    _bn_module.get_function(f"channel_partial_sums<{t}>")((C, S), (_SUM_THREADS,), args)
+    f = _bn_module.get_function(f"{finish}<{t}>")
+    f((-(-C // 128),), (128,), (part, cp.int32(C), cp.int32(S), *extra, out1, out2))
+
 
 _bn_normalize = cp.ElementwiseKernel(
     "T x, raw T mean, raw T inv_std, raw T gamma, raw T beta, bool affine, int32 C, int32 L",
@@ -306,10 +366,15 @@ _bn_dx = cp.ElementwiseKernel(
     "minitorch_bn_dx",
 )
 
-
-def _per_channel(kernel: str, dtype, C: int, args: tuple) -> None:
-    f = _bn_module.get_function(f"{kernel}<{_CTYPE[cp.dtype(dtype)]}>")
-    f((C,), (_BN_THREADS,), args)
+_bn_running = cp.ElementwiseKernel(
+    "T mean, T var, T factor, T unbias",
+    "T running_mean, T running_var",
+    """
+    running_mean = (1 - factor) * running_mean + factor * mean;
+    running_var = (1 - factor) * running_var + factor * var * unbias;
+    """,
+    "minitorch_bn_running",
+)
 
 
 def batchnorm_stats(x3: cp.ndarray) -> tuple[cp.ndarray, cp.ndarray]:
@@ -317,8 +382,21 @@ def batchnorm_stats(x3: cp.ndarray) -> tuple[cp.ndarray, cp.ndarray]:
     N, C, L = x3.shape
     mean, var = cp.empty(C, dtype=x3.dtype), cp.empty(C, dtype=x3.dtype)
     x3 = cp.ascontiguousarray(x3)
-    _per_channel("bn_stats", x3.dtype, C, (x3, cp.int32(N), cp.int32(C), cp.int32(L), mean, var))
+    _channel_sums(x3, x3, "finish_stats", mean, var, cp.float64(N * L))
     return mean, var
+
+
+def batchnorm_update_running(
+    running_mean: cp.ndarray,
+    running_var: cp.ndarray,
+    mean: cp.ndarray,
+    var: cp.ndarray,
+    factor: float,
+    m: int,
+) -> None:
+    """See ``kernels_numpy.batchnorm_update_running`` (one kernel, in place)."""
+    t = running_mean.dtype.type
+    _bn_running(mean, var, t(factor), t(m / (m - 1)), running_mean, running_var)
 
 
 def batchnorm_normalize(
@@ -344,11 +422,6 @@ def batchnorm_backward(
     N, C, L = dy3.shape
     dy3 = cp.ascontiguousarray(dy3)
     sum_dy, sum_dyx = cp.empty(C, dtype=dy3.dtype), cp.empty(C, dtype=dy3.dtype)
-    _per_channel(
-        "bn_sums",
-        dy3.dtype,
-        C,
-        (dy3, xhat3, cp.int32(N), cp.int32(C), cp.int32(L), sum_dy, sum_dyx),
-    )
+    _channel_sums(dy3, xhat3, "finish_sums", sum_dy, sum_dyx)
     dx = _bn_dx(dy3, xhat3, scale, sum_dy, sum_dyx, batch_stats, C, L, dy3.dtype.type(N * L))
     return dx, sum_dy, sum_dyx

@@ -154,6 +154,24 @@ def batchnorm_stats(x3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, var
 
 
+def batchnorm_update_running(
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+    factor: float,
+    m: int,
+) -> None:
+    """In place: running <- (1 - factor) * running + factor * batch statistic.
+
+    The variance enters unbiased, ``var * m / (m - 1)``, as in PyTorch (m values per channel).
+    """
+    running_mean *= 1.0 - factor
+    running_mean += factor * mean
+    running_var *= 1.0 - factor
+    running_var += factor * var * (m / (m - 1))
+
+
 def batchnorm_normalize(
     x3: np.ndarray,
     mean: np.ndarray,

@@ -95,11 +95,10 @@ class _BatchNorm(Module):
             f = 1.0 / float(self.num_batches_tracked)
         else:
             f = self.momentum
-        rm, rv = self.running_mean, self.running_var
-        rm *= 1.0 - f
-        rm += f * mu
-        rv *= 1.0 - f
-        rv += f * var * (m / (m - 1))  # unbiased variance into the running estimate
+        # running <- (1 - f) * running + f * batch value; the variance enters unbiased
+        get_backend().kernels.batchnorm_update_running(
+            self.running_mean, self.running_var, mu, var, f, m
+        )
 
     def backward(self, grad_out: Any) -> Any:
         """dL/dy (N, C, ...) -> dL/dx; adds dL/dgamma and dL/dbeta to .grad."""

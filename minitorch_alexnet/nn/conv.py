@@ -122,7 +122,10 @@ class Conv2d(Module):
 
         cols = B.kernels.im2col(x, kh, kw, sh, sw, ph, pw)  # (C*KH*KW, N*Ho*Wo)
         w = self.weight.data.reshape(G, O // G, -1)  # W_g: (G, O/G, C/G*KH*KW)
-        y = w @ cols.reshape(G, -1, N * Ho * Wo)  # Y_g = W_g @ X_g: (G, O/G, N*Ho*Wo)
+        cols_g = cols.reshape(G, -1, N * Ho * Wo)  # X_g: (G, C/G*KH*KW, N*Ho*Wo)
+        y = B.xp.empty((G, O // G, N * Ho * Wo), dtype=x.dtype)
+        for g in range(G):  # one matrix product per group
+            B.xp.matmul(w[g], cols_g[g], out=y[g])  # Y_g = W_g @ X_g
         bias = None if self.bias is None else self.bias.data
         # (O, N, Ho, Wo) + b[o]  ->  (N, O, Ho, Wo), in one pass
         out = B.kernels.cnhw_to_nchw(y.reshape(O, N, Ho, Wo), bias)
@@ -147,8 +150,11 @@ class Conv2d(Module):
         if self.bias is not None:
             self.bias.accumulate_grad(dy.reshape(O, L).sum(axis=1))  # db = sum dY
         cols_g = cols.reshape(G, -1, L)
-        dw = dy @ cols_g.transpose(0, 2, 1)  # dW_g = dY_g @ X_g.T
-        self.weight.accumulate_grad(dw.reshape(self.weight.shape))
         w = self.weight.data.reshape(G, O // G, -1)
-        dcols = w.transpose(0, 2, 1) @ dy  # dX_g = W_g.T @ dY_g
+        dw = B.xp.empty_like(w)
+        dcols = B.xp.empty_like(cols_g)
+        for g in range(G):
+            B.xp.matmul(dy[g], cols_g[g].T, out=dw[g])  # dW_g = dY_g @ X_g.T
+            B.xp.matmul(w[g].T, dy[g], out=dcols[g])  # dX_g = W_g.T @ dY_g
+        self.weight.accumulate_grad(dw.reshape(self.weight.shape))
         return B.kernels.col2im(dcols.reshape(cols.shape), x.shape, kh, kw, sh, sw, ph, pw)
