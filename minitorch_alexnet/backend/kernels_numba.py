@@ -18,10 +18,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .kernels_numpy import out_size
-
 # works on (C,) arrays only: the NumPy version serves this backend as it is
 from .kernels_numpy import batchnorm_update_running as batchnorm_update_running
+from .kernels_numpy import out_size
 
 _jit = dict(cache=True, nogil=True)
 
