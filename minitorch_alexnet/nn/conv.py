@@ -34,6 +34,11 @@ def conv_out_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
+def _stack_groups(xp: Any, parts: list) -> Any:
+    """The per-group products one above the other (no copy for a single group)."""
+    return parts[0] if len(parts) == 1 else xp.concatenate(parts)
+
+
 class Conv2d(Module):
     """2-D convolution (cross-correlation, as in PyTorch).
 
@@ -123,9 +128,7 @@ class Conv2d(Module):
         cols = B.kernels.im2col(x, kh, kw, sh, sw, ph, pw)  # (C*KH*KW, N*Ho*Wo)
         w = self.weight.data.reshape(G, O // G, -1)  # W_g: (G, O/G, C/G*KH*KW)
         cols_g = cols.reshape(G, -1, N * Ho * Wo)  # X_g: (G, C/G*KH*KW, N*Ho*Wo)
-        y = B.xp.empty((G, O // G, N * Ho * Wo), dtype=x.dtype)
-        for g in range(G):  # one matrix product per group
-            B.xp.matmul(w[g], cols_g[g], out=y[g])  # Y_g = W_g @ X_g
+        y = _stack_groups(B.xp, [w[g] @ cols_g[g] for g in range(G)])  # Y_g = W_g @ X_g
         bias = None if self.bias is None else self.bias.data
         # (O, N, Ho, Wo) + b[o]  ->  (N, O, Ho, Wo), in one pass
         out = B.kernels.cnhw_to_nchw(y.reshape(O, N, Ho, Wo), bias)
@@ -151,10 +154,7 @@ class Conv2d(Module):
             self.bias.accumulate_grad(dy.reshape(O, L).sum(axis=1))  # db = sum dY
         cols_g = cols.reshape(G, -1, L)
         w = self.weight.data.reshape(G, O // G, -1)
-        dw = B.xp.empty_like(w)
-        dcols = B.xp.empty_like(cols_g)
-        for g in range(G):
-            B.xp.matmul(dy[g], cols_g[g].T, out=dw[g])  # dW_g = dY_g @ X_g.T
-            B.xp.matmul(w[g].T, dy[g], out=dcols[g])  # dX_g = W_g.T @ dY_g
+        dw = _stack_groups(B.xp, [dy[g] @ cols_g[g].T for g in range(G)])  # dW_g = dY_g X_g^T
+        dcols = _stack_groups(B.xp, [w[g].T @ dy[g] for g in range(G)])  # dX_g = W_g^T dY_g
         self.weight.accumulate_grad(dw.reshape(self.weight.shape))
-        return B.kernels.col2im(dcols.reshape(cols.shape), x.shape, kh, kw, sh, sw, ph, pw)
+        return B.kernels.col2im(dcols, x.shape, kh, kw, sh, sw, ph, pw)
