@@ -158,3 +158,28 @@ def test_layers_give_the_same_numbers_on_every_backend(fast_backend, make, shape
         return
     for a, b in zip(results["numpy"], results[fast_backend]):
         np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6)
+
+
+@given(
+    seed=seeds,
+    dtype=dtypes,
+    momentum=st.sampled_from([0.0, 0.9]),
+    nesterov=st.booleans(),
+    weight_decay=st.sampled_from([0.0, 5e-4]),
+)
+def test_sgd_update_matches_reference(fast_backend, seed, dtype, momentum, nesterov, weight_decay):
+    nesterov = nesterov and momentum > 0
+    p0, g = normal(seed, (7, 5), dtype), normal(seed + 1, (7, 5), dtype)
+    buf0 = normal(seed + 2, (7, 5), dtype) if momentum else None
+    tol = dict(rtol=1e-6, atol=1e-7) if dtype == "float32" else dict(rtol=1e-13, atol=1e-15)
+    for first in (True, False):
+        p, buf = p0.copy(), None if buf0 is None else buf0.copy()
+        ref.sgd_update(p, g, buf, first, 0.1, momentum, 0.0, nesterov, weight_decay)
+        with mt.use_backend(fast_backend) as B:
+            dp, dbuf = mt.asarray(p0.copy()), None if buf0 is None else mt.asarray(buf0.copy())
+            B.kernels.sgd_update(
+                dp, mt.asarray(g), dbuf, first, 0.1, momentum, 0.0, nesterov, weight_decay
+            )
+        np.testing.assert_allclose(mt.to_numpy(dp), p, **tol)
+        if buf is not None:
+            np.testing.assert_allclose(mt.to_numpy(dbuf), buf, **tol)

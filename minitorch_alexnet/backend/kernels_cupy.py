@@ -425,3 +425,45 @@ def batchnorm_backward(
     _channel_sums(dy3, xhat3, "finish_sums", sum_dy, sum_dyx)
     dx = _bn_dx(dy3, xhat3, scale, sum_dy, sum_dyx, batch_stats, C, L, dy3.dtype.type(N * L))
     return dx, sum_dy, sum_dyx
+
+
+# ------------------------------------------------------------------ optimiser update
+# One kernel per parameter for the whole SGD step instead of five or six array operations.
+_sgd_plain = cp.ElementwiseKernel(
+    "T grad, T lr, T weight_decay",
+    "T p",
+    "p = p - lr * (grad + weight_decay * p);",
+    "minitorch_sgd_plain",
+)
+_sgd_momentum = cp.ElementwiseKernel(
+    "T grad, T lr, T momentum, T dampening, T weight_decay, bool first, bool nesterov",
+    "T p, T buf",
+    """
+    T d = grad + weight_decay * p;
+    buf = first ? d : momentum * buf + (1 - dampening) * d;
+    d = nesterov ? d + momentum * buf : buf;
+    p = p - lr * d;
+    """,
+    "minitorch_sgd_momentum",
+)
+
+
+def sgd_update(
+    p: cp.ndarray,
+    grad: cp.ndarray,
+    buf: cp.ndarray | None,
+    first: bool,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    nesterov: bool,
+    weight_decay: float,
+) -> None:
+    """See ``kernels_numpy.sgd_update`` (one fused kernel, in place)."""
+    t = p.dtype.type
+    if buf is None:
+        _sgd_plain(grad, t(lr), t(weight_decay), p)
+    else:
+        _sgd_momentum(
+            grad, t(lr), t(momentum), t(dampening), t(weight_decay), first, nesterov, p, buf
+        )

@@ -18,9 +18,10 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-# works on (C,) arrays only: the NumPy version serves this backend as it is
+# small or memory-bound updates: the NumPy versions serve this backend as they are
 from .kernels_numpy import batchnorm_update_running as batchnorm_update_running
 from .kernels_numpy import out_size
+from .kernels_numpy import sgd_update as sgd_update
 
 _jit = dict(cache=True, nogil=True)
 

@@ -206,3 +206,37 @@ def batchnorm_backward(
     else:
         dx = dy3 * scale[:, None]
     return dx, sum_dy, sum_dy_xhat
+
+
+# ------------------------------------------------------------------ optimiser update
+def sgd_update(
+    p: np.ndarray,
+    grad: np.ndarray,
+    buf: np.ndarray | None,
+    first: bool,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    nesterov: bool,
+    weight_decay: float,
+) -> None:
+    """One SGD step in place on ``p`` (and the momentum buffer ``buf``), PyTorch's formulas::
+
+        d = grad + weight_decay * p
+        buf = d  (first step)   or   buf = momentum * buf + (1 - dampening) * d
+        d = d + momentum * buf  (Nesterov)   or   d = buf
+        p = p - lr * d
+
+    ``buf`` is None without momentum; ``first`` says it holds nothing yet.
+    """
+    d = grad
+    if weight_decay != 0:
+        d = d + weight_decay * p
+    if buf is not None:
+        if first:
+            buf[...] = d
+        else:
+            buf *= momentum
+            buf += (1 - dampening) * d
+        d = d + momentum * buf if nesterov else buf
+    p -= lr * d

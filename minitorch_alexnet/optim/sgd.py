@@ -13,6 +13,7 @@ The update is PyTorch's ``torch.optim.SGD``, step for step. For each parameter
 
 from __future__ import annotations
 
+from ..backend import get_backend
 from .optimizer import Optimizer, ParamsLike
 
 
@@ -60,6 +61,8 @@ class SGD(Optimizer):
 
     def step(self) -> None:
         """One update of every parameter that has a gradient (in place on ``p.data``)."""
+        B = get_backend()
+        xp, kernels = B.xp, B.kernels
         for group in self.param_groups:
             lr = group["lr"]
             momentum = group["momentum"]
@@ -67,17 +70,14 @@ class SGD(Optimizer):
             nesterov = group["nesterov"]
             weight_decay = group["weight_decay"]
             for p in self._params_with_grad(group):
-                d = p.grad
-                if weight_decay != 0:
-                    d = d + weight_decay * p.data
+                buf, first = None, False
                 if momentum != 0:
                     state = self.state.setdefault(p, {})
                     buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = d.copy()
-                        state["momentum_buffer"] = buf
-                    else:
-                        buf *= momentum
-                        buf += (1 - dampening) * d
-                    d = d + momentum * buf if nesterov else buf
-                p.data -= lr * d
+                    if buf is None:  # the first step fills the buffer with d
+                        buf = state["momentum_buffer"] = xp.empty_like(p.data)
+                        first = True
+                # the update of the module docstring, in place on p.data and buf
+                kernels.sgd_update(
+                    p.data, p.grad, buf, first, lr, momentum, dampening, nesterov, weight_decay
+                )
