@@ -44,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     mt.manual_seed(args.seed)
     splits = data.load_cifar10(args.data_dir, download=False)
     train_loader = data.DataLoader(
-        splits.train, batch_size=args.batch_size, shuffle=True, drop_last=True, seed=args.seed
+        splits.train,
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        augment=True,
+        seed=args.seed,
     )
     test_loader = data.DataLoader(splits.test, batch_size=2 * args.batch_size)
 

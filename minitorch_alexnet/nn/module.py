@@ -64,9 +64,10 @@ class Parameter:
         return int(self.data.size)
 
     def accumulate_grad(self, g: Any) -> None:
-        """``grad += g`` (``g`` becomes ``grad`` when there is none yet)."""
+        """``grad += g``. When there is no gradient yet, ``g`` itself becomes ``grad``
+        (no copy), so pass a freshly computed array that nothing else will modify."""
         if self.grad is None:
-            self.grad = g.copy() if not g.flags.owndata else g
+            self.grad = g
         else:
             self.grad += g
 
