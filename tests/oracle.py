@@ -10,39 +10,11 @@ from minitorch_alexnet import nn
 
 
 def torch_twin(layer: nn.Module):
-    """The torch.nn layer equivalent to ``layer`` (float64, same parameters and buffers)."""
-    torch = pytest.importorskip("torch")
-    tnn = torch.nn
-    if isinstance(layer, nn.Conv2d):
-        t = tnn.Conv2d(
-            layer.in_channels,
-            layer.out_channels,
-            layer.kernel_size,
-            layer.stride,
-            layer.padding,
-            groups=layer.groups,
-            bias=layer.bias is not None,
-        )
-    elif isinstance(layer, nn.Linear):
-        t = tnn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
-    elif isinstance(layer, nn.MaxPool2d):
-        t = tnn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
-    elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        cls = tnn.BatchNorm1d if isinstance(layer, nn.BatchNorm1d) else tnn.BatchNorm2d
-        t = cls(layer.num_features, eps=layer.eps, momentum=layer.momentum, affine=layer.affine)
-    elif isinstance(layer, nn.LocalResponseNorm):
-        t = tnn.LocalResponseNorm(layer.size, layer.alpha, layer.beta, layer.k)
-    elif isinstance(layer, nn.ReLU):
-        t = tnn.ReLU()
-    elif isinstance(layer, nn.Flatten):
-        t = tnn.Flatten(layer.start_dim)
-    else:
-        raise TypeError(f"no torch twin for {type(layer).__name__}")
-    t = t.double()
-    state = {k: torch.from_numpy(np.array(mt.to_numpy(v))) for k, v in layer.state_dict().items()}
-    t.load_state_dict({k: v.double() if v.is_floating_point() else v for k, v in state.items()})
-    t.train(layer.training)
-    return t
+    """The torch.nn layer equivalent to ``layer``, with the same parameters and buffers."""
+    pytest.importorskip("torch")
+    from minitorch_alexnet.models.torch_reference import build_torch_layer
+
+    return build_torch_layer(layer)
 
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:

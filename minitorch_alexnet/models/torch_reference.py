@@ -24,7 +24,12 @@ from typing import Any
 from ..backend import to_numpy
 from .alexnet import PAPER_LRN
 
-__all__ = ["build_torch_model", "copy_weights_from_torch", "copy_weights_to_torch"]
+__all__ = [
+    "build_torch_layer",
+    "build_torch_model",
+    "copy_weights_from_torch",
+    "copy_weights_to_torch",
+]
 
 
 @functools.cache
@@ -224,6 +229,47 @@ def build_torch_model(name: str, num_classes: int | None = None, **kwargs: Any) 
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     return classes[key](**kwargs)
+
+
+def build_torch_layer(layer: Any) -> Any:
+    """The ``torch.nn`` layer equivalent to one of ours, with our weights copied in.
+
+    Covers Conv2d, Linear, MaxPool2d, BatchNorm1d/2d, LocalResponseNorm, ReLU,
+    Dropout and Flatten; the twin is in our dtype and in our layer's train/eval mode.
+    """
+    from torch import nn as tnn
+
+    from .. import nn
+
+    if isinstance(layer, nn.Conv2d):
+        twin = tnn.Conv2d(
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            layer.stride,
+            layer.padding,
+            groups=layer.groups,
+            bias=layer.bias is not None,
+        )
+    elif isinstance(layer, nn.Linear):
+        twin = tnn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+    elif isinstance(layer, nn.MaxPool2d):
+        twin = tnn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
+    elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        cls = tnn.BatchNorm1d if isinstance(layer, nn.BatchNorm1d) else tnn.BatchNorm2d
+        twin = cls(layer.num_features, layer.eps, layer.momentum, layer.affine)
+    elif isinstance(layer, nn.LocalResponseNorm):
+        twin = tnn.LocalResponseNorm(layer.size, layer.alpha, layer.beta, layer.k)
+    elif isinstance(layer, nn.ReLU):
+        twin = tnn.ReLU()
+    elif isinstance(layer, nn.Dropout):
+        twin = tnn.Dropout(layer.p)
+    elif isinstance(layer, nn.Flatten):
+        twin = tnn.Flatten(layer.start_dim)
+    else:
+        raise TypeError(f"no PyTorch twin for {type(layer).__name__}")
+    copy_weights_to_torch(layer, twin)
+    return twin.train(layer.training)
 
 
 def copy_weights_to_torch(ours: Any, torch_model: Any) -> Any:
