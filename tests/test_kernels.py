@@ -183,3 +183,12 @@ def test_sgd_update_matches_reference(fast_backend, seed, dtype, momentum, neste
         np.testing.assert_allclose(mt.to_numpy(dp), p, **tol)
         if buf is not None:
             np.testing.assert_allclose(mt.to_numpy(dbuf), buf, **tol)
+
+
+@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 6)), seed=seeds, dtype=dtypes)
+def test_small_elementwise_kernels_match_reference(fast_backend, shape, seed, dtype):
+    g, y = normal(seed, shape, dtype), normal(seed + 1, shape, dtype)
+    _same(_run(fast_backend, "relu_backward", g, y), ref.relu_backward(g, y), fast_backend)
+    var = np.abs(normal(seed + 2, shape[1:], dtype))
+    got, want = _run(fast_backend, "inv_std", var, 1e-5), ref.inv_std(var, 1e-5)
+    np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == "float32" else 1e-14)

@@ -20,7 +20,9 @@ from numba import njit, prange
 
 # small or memory-bound updates: the NumPy versions serve this backend as they are
 from .kernels_numpy import batchnorm_update_running as batchnorm_update_running
+from .kernels_numpy import inv_std as inv_std
 from .kernels_numpy import out_size
+from .kernels_numpy import relu_backward as relu_backward
 from .kernels_numpy import sgd_update as sgd_update
 
 _jit = dict(cache=True, nogil=True)
@@ -227,14 +229,13 @@ def batchnorm_stats(x3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @njit(parallel=True, **_jit)
 def _bn_normalize(x, mean, inv_std, gamma, beta, y, xhat):  # pragma: no cover - compiled
     N, C, L = x.shape
-    for nc in prange(N * C):
-        n = nc // C
-        c = nc % C
-        mu, s, g, b = mean[c], inv_std[c], gamma[c], beta[c]
-        for k in range(L):
-            h = (x[n, c, k] - mu) * s
-            xhat[n, c, k] = h
-            y[n, c, k] = h * g + b
+    for n in prange(N):  # memory order: fine for L = 1 (BatchNorm1d) and for images
+        for c in range(C):
+            mu, s, g, b = mean[c], inv_std[c], gamma[c], beta[c]
+            for k in range(L):
+                h = (x[n, c, k] - mu) * s
+                xhat[n, c, k] = h
+                y[n, c, k] = h * g + b
 
 
 def batchnorm_normalize(
@@ -271,18 +272,17 @@ def _bn_sums(dy, xhat, sum_dy, sum_dy_xhat):  # pragma: no cover - compiled
 def _bn_dx(dy, xhat, scale, sum_dy, sum_dy_xhat, batch_stats, dx):  # pragma: no cover
     N, C, L = dy.shape
     m = N * L
-    for nc in prange(N * C):
-        n = nc // C
-        c = nc % C
-        s = scale[c]
-        if batch_stats:
-            a = sum_dy[c] / m
-            b = sum_dy_xhat[c] / m
-            for k in range(L):
-                dx[n, c, k] = s * (dy[n, c, k] - a - xhat[n, c, k] * b)
-        else:
-            for k in range(L):
-                dx[n, c, k] = dy[n, c, k] * s
+    for n in prange(N):
+        for c in range(C):
+            s = scale[c]
+            if batch_stats:
+                a = sum_dy[c] / m
+                b = sum_dy_xhat[c] / m
+                for k in range(L):
+                    dx[n, c, k] = s * (dy[n, c, k] - a - xhat[n, c, k] * b)
+            else:
+                for k in range(L):
+                    dx[n, c, k] = dy[n, c, k] * s
 
 
 def batchnorm_backward(

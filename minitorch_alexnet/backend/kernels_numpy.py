@@ -240,3 +240,14 @@ def sgd_update(
             buf += (1 - dampening) * d
         d = d + momentum * buf if nesterov else buf
     p -= lr * d
+
+
+# ------------------------------------------------------------------ small elementwise steps
+def relu_backward(grad_out: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """dx = dy where the ReLU's output y is positive (that is, where x > 0), else 0."""
+    return np.where(y > 0, grad_out, 0).astype(grad_out.dtype, copy=False)
+
+
+def inv_std(var: np.ndarray, eps: float) -> np.ndarray:
+    """1 / sqrt(var + eps), per channel."""
+    return 1.0 / np.sqrt(var + eps)

@@ -81,7 +81,7 @@ class _BatchNorm(Module):
                 self._update_running(mu, var, m)
         else:
             mu, var = self.running_mean, self.running_var
-        inv_std = 1.0 / B.xp.sqrt(var + self.eps)  # (C,)
+        inv_std = B.kernels.inv_std(var, self.eps)  # 1 / sqrt(var + eps), (C,)
         gamma = self.weight.data if self.affine else None
         beta = self.bias.data if self.affine else None
         # xhat = (x - mu) * inv_std;  y = gamma * xhat + beta
