@@ -66,6 +66,8 @@ class Backend:
             ``maxpool2d_forward``, ``maxpool2d_backward``, ...).
         device: ``"cpu"`` or ``"cuda"``; arrays of two backends with the same
             device are interchangeable (``numpy`` and ``numba`` share arrays).
+        recompute_columns: whether Conv2d redoes im2col in backward (True) or keeps
+            the columns from forward (False): a trade of time for memory.
     """
 
     def __init__(self, name: str, xp: types.ModuleType, kernels: types.ModuleType, device: str):
@@ -73,6 +75,10 @@ class Backend:
         self.xp = xp
         self.kernels = kernels
         self.device = device
+        # Conv2d's backward needs im2col's columns again. On the GPU redoing im2col is
+        # nearly free and memory is precious; on the CPU it costs a pass over a large
+        # array, so the columns are kept from forward instead.
+        self.recompute_columns = device == "cuda"
 
     def __repr__(self) -> str:
         return f"Backend(name={self.name!r}, device={self.device!r})"

@@ -132,9 +132,10 @@ class Conv2d(Module):
         bias = None if self.bias is None else self.bias.data
         # (O, N, Ho, Wo) + b[o]  ->  (N, O, Ho, Wo), in one pass
         out = B.kernels.cnhw_to_nchw(y.reshape(O, N, Ho, Wo), bias)
-        # Keep x, not cols: cols is K*K/S^2 times larger, and redoing im2col in backward
-        # costs far less than a matrix product.
-        self._save_for_backward(x=x, out_shape=out.shape)
+        # cols is K*K/S^2 times larger than x: the backend decides whether backward
+        # gets it kept or redoes im2col from x (cheap on a GPU, where memory is tight)
+        keep = None if B.recompute_columns else cols
+        self._save_for_backward(x=x, cols=keep, out_shape=out.shape)
         return out
 
     def backward(self, grad_out: Any) -> Any:
@@ -144,8 +145,9 @@ class Conv2d(Module):
         B = get_backend()
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         G, O = self.groups, self.out_channels
-        x = s["x"]
-        cols = B.kernels.im2col(x, kh, kw, sh, sw, ph, pw)  # X_col again: (C*KH*KW, N*Ho*Wo)
+        x, cols = s["x"], s["cols"]
+        if cols is None:
+            cols = B.kernels.im2col(x, kh, kw, sh, sw, ph, pw)  # X_col again: (C*KH*KW, N*Ho*Wo)
         L = cols.shape[1]  # N*Ho*Wo
 
         # dY laid out like Y: (O, N*Ho*Wo), rows grouped by output channel
