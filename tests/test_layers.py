@@ -285,3 +285,21 @@ def test_gradcheck_whole_small_model_in_train_mode():
         nn.Linear(5, 3),
     )
     _assert_gradcheck(model, normal(0, (3, 3, 7, 7)))
+
+
+def test_conv_backward_is_the_same_with_kept_or_recomputed_columns():
+    B = mt.get_backend()
+    results = []
+    for recompute in (False, True):
+        B.recompute_columns = recompute
+        try:
+            mt.manual_seed(1)
+            conv = nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2)
+            x = normal(0, (2, 4, 7, 7), "float32")
+            y = conv(x)
+            dx = conv.backward(normal(1, y.shape, "float32"))
+            results.append((dx, conv.weight.grad, conv.bias.grad))
+        finally:
+            B.recompute_columns = B.device == "cuda"
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
