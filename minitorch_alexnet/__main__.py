@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from . import cli_summary
+    from . import cli_gradcheck, cli_summary
 
     parser = argparse.ArgumentParser(
         prog="python -m minitorch_alexnet",
@@ -20,6 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     cli_summary.add_parser(commands)
+    cli_gradcheck.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
