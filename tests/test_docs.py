@@ -330,3 +330,14 @@ def test_backends_page_lists_every_kernel():
     for name in listed:
         assert callable(getattr(kernels_numba, name, None)), f"kernels_numba lacks {name}"
         assert name in cupy_names, f"kernels_cupy lacks {name}"
+
+
+def test_getting_started_has_the_readme_commands():
+    """The install-and-run commands of README.md's "The two commands" are on the page."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## The two commands", 1)[1].split("\n## ", 1)[0]
+    commands = [b.body.strip() for b in _blocks(section) if b.lang == "bash"]
+    assert len(commands) >= 2
+    page = (DOCS / "getting-started.md").read_text(encoding="utf-8")
+    missing = [c for c in commands if c not in page]
+    assert not missing, f"docs/getting-started.md lacks README's commands: {missing}"
