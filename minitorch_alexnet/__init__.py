@@ -10,7 +10,7 @@ layer code runs on NumPy, Numba or CuPy through a swappable backend::
     dx = conv.backward(dy)
 """
 
-from . import nn
+from . import data, models, nn, optim
 from .backend import (
     Backend,
     BackendError,
@@ -23,6 +23,7 @@ from .backend import (
     use_backend,
 )
 from .gradcheck import GradcheckResult, gradcheck
+from .summary import summary
 
 __version__ = "0.1.0"
 
@@ -38,8 +39,10 @@ __all__ = [
     "use_backend",
     "GradcheckResult",
     "gradcheck",
+    "data",
     "models",
     "nn",
+    "optim",
     "summary",
     "__version__",
 ]
