@@ -97,6 +97,8 @@ class GradcheckResult:
 
 
 def _as_module(module_or_fn: Any) -> Any:
+    if isinstance(module_or_fn, type):  # a class, such as nn.ReLU: build one
+        return _as_module(module_or_fn())
     if isinstance(module_or_fn, Module) or (
         hasattr(module_or_fn, "backward") and callable(module_or_fn)
     ):
@@ -138,7 +140,28 @@ def gradcheck(
 
     Returns:
         A :class:`GradcheckResult`; ``result.ok`` tells, ``print(result)`` explains.
+
+    Besides the values, it catches a backward that *assigns* ``p.grad`` instead of
+    adding to it, one that modifies its ``grad_out`` argument, and NaN or infinite
+    gradients. The caller's random-number state is restored afterwards.
     """
+    rng_state = _backend.get_rng_state()
+    try:
+        return _gradcheck(module_or_fn, inputs, eps, atol, rtol, seed, check_params, upstream)
+    finally:
+        _backend.set_rng_state(rng_state)
+
+
+def _gradcheck(
+    module_or_fn: Any,
+    inputs: tuple,
+    eps: float,
+    atol: float,
+    rtol: float,
+    seed: int,
+    check_params: bool,
+    upstream: Any,
+) -> GradcheckResult:
     B = _backend.get_backend()
     xp = B.xp
     f = copy.deepcopy(_as_module(module_or_fn))
@@ -171,19 +194,36 @@ def gradcheck(
     def loss() -> float:
         return float(xp.sum(g * forward()))
 
-    # analytic gradients
-    for _, p in params:
-        p.grad = None
+    # analytic gradients. Each p.grad starts as a random array R, so a backward that
+    # assigns instead of accumulating shows up: what it added is p.grad - R.
+    _backend.manual_seed(seed + 2)
+    before = {
+        name: _backend.asarray(_backend.host_rng().standard_normal(p.shape), "float64")
+        for name, p in params
+    }
+    for name, p in params:
+        p.grad = before[name].copy()
     forward()
-    dx = f.backward(g)
-    dxs = dx if isinstance(dx, (tuple, list)) else [dx]
+    g_sent = g.copy()
+    dx = f.backward(g_sent)
+    if not bool(xp.array_equal(g_sent, g)):
+        raise ValueError(
+            f"gradcheck: {_describe(f)}.backward modified its grad_out argument in place; "
+            "compute into a new array instead (the caller may still need grad_out)"
+        )
+    dxs = list(dx) if isinstance(dx, (tuple, list)) else [dx]
+    if len(dxs) != len(float_args):
+        raise ValueError(
+            f"gradcheck: backward returned {len(dxs)} gradient(s) for {len(float_args)} "
+            "floating-point input(s); return one gradient per input (a tuple for several)"
+        )
     analytic: list[tuple[str, Any, Any]] = []
     names = ["input"] if len(float_args) == 1 else [f"input[{i}]" for i in float_args]
     for name, i, d in zip(names, float_args, dxs):
         analytic.append((name, args[i], d))
     for name, p in params:
-        grad = p.grad if p.grad is not None else xp.zeros_like(p.data)
-        analytic.append((name, p.data, grad))
+        added = p.grad - before[name]  # zero when backward forgot this parameter
+        analytic.append((name, p.data, added))
 
     result = GradcheckResult(module=_describe(f), atol=atol, rtol=rtol, eps=eps)
     for name, v, a in analytic:
@@ -216,13 +256,14 @@ def _numeric(v: Any, loss: Callable[[], float], eps: float) -> Any:
 
 
 def _compare(name: str, num: Any, ana: Any, atol: float, rtol: float) -> TensorCheck:
+    np = _backend.get_backend("numpy").xp  # num and ana are host arrays
     err = abs(num - ana)
-    bad = err > atol + rtol * abs(num)
+    # written so that a NaN anywhere (numeric or analytic) counts as a failure
+    bad = ~(err <= atol + rtol * abs(num)) | ~np.isfinite(ana) | ~np.isfinite(num)
     if num.size == 0:
         return TensorCheck(name, tuple(num.shape), 0.0, 0.0, None, 0.0, 0.0, True)
     # relative to the larger magnitude, floored at atol so that round-off on a true
     # zero does not read as "100% off"
-    np = _backend.get_backend("numpy").xp  # num and ana are host arrays
     rel = err / np.maximum(np.maximum(abs(num), abs(ana)), max(atol, 1e-300))
     # where to point: the worst failing element, else the largest absolute error
     flat = int((err * bad).argmax()) if bad.any() else int(err.argmax())

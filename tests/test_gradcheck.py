@@ -172,3 +172,54 @@ def test_gradcheck_accepts_a_factory_and_reports_per_tensor():
 def test_gradcheck_rejects_things_without_backward():
     with pytest.raises(TypeError, match="Module"):
         mt.gradcheck(42, normal(0, (2, 3)))
+
+
+class LinearReturnsNaN(nn.Linear):
+    def backward(self, grad_out):
+        return super().backward(grad_out) * np.nan
+
+
+class LinearAssignsGrad(nn.Linear):
+    """Sets .grad instead of adding to it: wrong as soon as gradients accumulate."""
+
+    def backward(self, grad_out):
+        x = self._saved()["x"]
+        self.weight.grad = grad_out.T @ x
+        self.bias.grad = grad_out.sum(axis=0)
+        return grad_out @ self.weight.data
+
+
+class LinearScalesGradOutInPlace(nn.Linear):
+    def backward(self, grad_out):
+        grad_out *= 2
+        return super().backward(grad_out) / 2
+
+
+def test_nan_gradients_fail():
+    result = mt.gradcheck(LinearReturnsNaN(3, 2), normal(0, (2, 3)))
+    assert not result.ok
+    bad = next(t for t in result.tensors if t.name == "input")
+    assert not bad.ok and bad.n_bad == 6
+
+
+def test_assigning_instead_of_accumulating_fails():
+    result = mt.gradcheck(LinearAssignsGrad(3, 2), normal(0, (2, 3)))
+    assert not result.ok
+    assert {t.name for t in result.tensors if not t.ok} == {"weight", "bias"}
+
+
+def test_backward_that_modifies_grad_out_is_refused():
+    with pytest.raises(ValueError, match="modified its grad_out argument in place"):
+        mt.gradcheck(LinearScalesGradOutInPlace(3, 2), normal(0, (2, 3)))
+
+
+def test_gradcheck_restores_the_callers_random_stream():
+    mt.manual_seed(11)
+    expected = mt.backend.host_rng().random(3)
+    mt.manual_seed(11)
+    mt.gradcheck(nn.Dropout(0.5), normal(0, (2, 3)))
+    np.testing.assert_array_equal(mt.backend.host_rng().random(3), expected)
+
+
+def test_gradcheck_accepts_a_layer_class():
+    assert mt.gradcheck(nn.ReLU, np.array([[0.5, -1.0, 2.0]])).ok
