@@ -48,6 +48,8 @@ def test_maxpool_kernels_match_reference(fast_backend, case, seed, dtype, ties):
     # with ties too: every backend must pick the first maximum in window order
     x = np.round(normal(seed, case.x_shape, dtype)) if ties else tie_free(seed, case.x_shape)
     x = x.astype(dtype)
+    if ties:  # -inf pixels too, so that some windows hold nothing but -inf and padding
+        x[x < -0.5] = -np.inf
     out, idx = ref.maxpool2d_forward(x, *case.window)
     out2, idx2 = _run(fast_backend, "maxpool2d_forward", x, *case.window)
     _same(out2, out, fast_backend)
@@ -192,3 +194,23 @@ def test_small_elementwise_kernels_match_reference(fast_backend, shape, seed, dt
     var = np.abs(normal(seed + 2, shape[1:], dtype))
     got, want = _run(fast_backend, "inv_std", var, 1e-5), ref.inv_std(var, 1e-5)
     np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == "float32" else 1e-14)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_maxpool_picks_a_real_pixel_when_the_window_is_all_minus_infinity(backend):
+    # the padded border is -inf too: the winner must still be a pixel of the input
+    x = np.zeros((1, 1, 4, 4), dtype="float32")
+    x[0, 0, :2, :2] = -np.inf
+    with mt.use_backend(backend) as B:
+        out, idx = B.kernels.maxpool2d_forward(x, 3, 3, 2, 2, 1, 1)
+    assert out[0, 0, 0, 0] == -np.inf
+    assert idx[0, 0, 0, 0] == 0  # the first real pixel of the window, (0, 0)
+    assert (idx >= 0).all() and (idx < 16).all()
+
+
+def test_maxpool_nan_wins_like_argmax():
+    x = np.array([[[[1.0, np.nan], [3.0, np.nan]]]])
+    for backend in ("numpy", "numba"):
+        with mt.use_backend(backend) as B:
+            out, idx = B.kernels.maxpool2d_forward(x, 2, 2, 2, 2, 0, 0)
+        assert np.isnan(out[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 1

@@ -92,11 +92,18 @@ def maxpool2d_forward(
     Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
     windows = np.empty((kh * kw, N, C, Ho, Wo), dtype=x.dtype)
+    inside = np.empty((kh * kw, 1, 1, Ho, Wo), dtype=bool)  # not a padding position
     for i in range(kh):
         for j in range(kw):
             windows[i * kw + j] = xp[:, :, i : i + sh * Ho : sh, j : j + sw * Wo : sw]
-    best = windows.argmax(axis=0)  # offset of the max inside its window, 0 .. KH*KW-1
-    out = np.take_along_axis(windows, best[None], axis=0)[0]
+            rows_in = (0 <= np.arange(Ho) * sh + i - ph) & (np.arange(Ho) * sh + i - ph < H)
+            cols_in = (0 <= np.arange(Wo) * sw + j - pw) & (np.arange(Wo) * sw + j - pw < W)
+            inside[i * kw + j] = rows_in[:, None] & cols_in[None, :]
+    out = windows.max(axis=0)  # a NaN in the window makes the output NaN
+    # the winner: the first in-window position holding the maximum (or the first NaN);
+    # "in-window" matters when every real pixel is -inf and would tie with the padding
+    wins = inside & ((windows == out) | np.isnan(windows))
+    best = wins.argmax(axis=0)  # offset of the max inside its window, 0 .. KH*KW-1
     # window offset -> row/column in the unpadded input -> flat index
     rows = np.arange(Ho)[:, None] * sh + best // kw - ph
     cols = np.arange(Wo)[None, :] * sw + best % kw - pw
