@@ -303,3 +303,12 @@ def test_conv_backward_is_the_same_with_kept_or_recomputed_columns():
             B.recompute_columns = B.device == "cuda"
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_lrn_is_accurate_in_float32_with_many_channels():
+    torch = pytest.importorskip("torch")
+    x = normal(3, (2, 256, 3, 3)) * 1000
+    lrn = nn.LocalResponseNorm(5, 1e-4, 0.75, 1e-3)
+    y = lrn(x.astype("float32"))
+    ref = torch.nn.functional.local_response_norm(torch.from_numpy(x), 5, 1e-4, 0.75, 1e-3)
+    np.testing.assert_allclose(y, ref.numpy(), rtol=1e-5, atol=1e-6)

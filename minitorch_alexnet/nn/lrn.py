@@ -12,7 +12,8 @@ whose window contains c, i.e. c' in [c - (n-1)//2, c + n//2]:
     da_c = db_c * s_c^(-beta)
            - (2 * alpha * beta / n) * a_c * sum_{c'} db_{c'} * a_{c'} * s_{c'}^(-beta-1)
 
-Both window sums are computed with one cumulative sum over the channel axis.
+Both window sums add the n shifted copies of a zero-padded array (exact to
+rounding, unlike a difference of running totals).
 Note: PyTorch (and we) divide alpha by n; the AlexNet paper does not, so the
 paper's alpha=1e-4 corresponds to alpha=5e-4 here for n=5.
 """
@@ -29,15 +30,15 @@ from .module import Module
 def _window_sum(xp: Any, v: Any, before: int, after: int) -> Any:
     """out[:, c] = sum of v[:, c'] for c' in [c - before, c + after], clipped to the channels.
 
-    v has shape (N, C, L). Uses a cumulative sum: out = S[c + after + 1] - S[c - before].
+    v has shape (N, C, L). Zero-pad the channel axis, then add the window's
+    before + after + 1 shifted copies (a handful: AlexNet's window is 5).
     """
-    N, C, L = v.shape
-    csum = xp.zeros((N, C + 1, L), dtype=v.dtype)
-    xp.cumsum(v, axis=1, out=csum[:, 1:])
-    c = xp.arange(C)
-    hi = xp.minimum(c + after + 1, C)
-    lo = xp.maximum(c - before, 0)
-    return csum[:, hi] - csum[:, lo]
+    C = v.shape[1]
+    padded = xp.pad(v, ((0, 0), (before, after), (0, 0)))
+    out = padded[:, 0:C].copy()
+    for shift in range(1, before + after + 1):
+        out += padded[:, shift : shift + C]
+    return out
 
 
 class LocalResponseNorm(Module):
