@@ -155,3 +155,19 @@ def test_load_state_dict_mismatch_lists_every_problem():
     del state["bias"]
     with pytest.raises(RuntimeError, match=r"missing keys: bias.*unexpected keys: extra"):
         a.load_state_dict(state)
+
+
+def test_backward_checks_grad_out_dtype_and_backend_and_keeps_the_cache():
+    lin = nn.Linear(3, 2)
+    lin(x4(4, 3))
+    with pytest.raises(
+        TypeError, match=r"grad_out has dtype float64 but the forward output had dtype float32"
+    ):
+        lin.backward(np.zeros((4, 2)))
+    with pytest.raises(TypeError, match="not an array of the active backend"):
+        lin.backward([[0.0, 0.0]] * 4)
+    with pytest.raises(ValueError, match=r"grad_out has shape \(4, 3\)"):
+        lin.backward(x4(4, 3))
+    # the failed calls kept what forward saved: a correct gradient still works
+    assert lin.backward(x4(4, 2)).shape == (4, 3)
+    assert lin.weight.grad.dtype == np.float32

@@ -95,8 +95,23 @@ def check_shape(
         )
 
 
-def check_grad(layer: Any, grad_out: Any, expected_shape: tuple[int, ...]) -> Any:
-    """The upstream gradient must have the shape of the forward output."""
+def check_grad(
+    layer: Any, grad_out: Any, expected_shape: tuple[int, ...], dtype: Any = None
+) -> Any:
+    """The upstream gradient must be an array like the forward output: same backend,
+    same dtype, same shape."""
+    B = get_backend()
+    if not B.owns(grad_out):
+        raise TypeError(
+            f"{layer._name()}.backward: grad_out is a {type(grad_out).__name__}, not an array "
+            f"of the active backend {B.name!r}; pass dL/d(output) as the forward output's kind "
+            "of array (minitorch_alexnet.asarray converts)"
+        )
+    if dtype is not None and grad_out.dtype != dtype:
+        raise TypeError(
+            f"{layer._name()}.backward: grad_out has dtype {grad_out.dtype} but the forward "
+            f"output had dtype {dtype}; cast it with asarray(grad_out, {str(dtype)!r})"
+        )
     if tuple(grad_out.shape) != tuple(expected_shape):
         raise ValueError(
             f"{layer._name()}.backward: grad_out has shape {tuple(grad_out.shape)} but the "

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..backend import get_backend
 from . import init
-from ._checks import check_array, check_grad, check_params_match, check_shape, check_window, pair
+from ._checks import check_array, check_params_match, check_shape, check_window, pair
 from .module import Module, Parameter
 
 
@@ -135,13 +135,12 @@ class Conv2d(Module):
         # cols is K*K/S^2 times larger than x: the backend decides whether backward
         # gets it kept or redoes im2col from x (cheap on a GPU, where memory is tight)
         keep = None if B.recompute_columns else cols
-        self._save_for_backward(x=x, cols=keep, out_shape=out.shape)
+        self._save_for_backward(x=x, cols=keep)
         return out
 
     def backward(self, grad_out: Any) -> Any:
         """dL/dy (N, O, Ho, Wo) -> dL/dx (N, C, H, W); adds dL/dW and dL/db to .grad."""
-        s = self._saved()
-        check_grad(self, grad_out, s["out_shape"])
+        s = self._saved(grad_out)
         B = get_backend()
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         G, O = self.groups, self.out_channels

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend as _backend
-from ._checks import check_array, check_grad
+from ._checks import check_array
 from .module import Module
 
 
@@ -40,14 +40,13 @@ class Dropout(Module):
     def forward(self, x: Any) -> Any:
         check_array(self, x)
         if not self.training or self.p == 0.0:
-            self._save_for_backward(mask=None, shape=x.shape)
+            self._save_for_backward(mask=None)
             return x
         keep = _backend.uniform(x.shape, x.dtype) >= self.p  # m ~ Bernoulli(1 - p)
         mask = keep * x.dtype.type(1.0 / (1.0 - self.p))  # m / (1 - p), in x's dtype
-        self._save_for_backward(mask=mask, shape=x.shape)
+        self._save_for_backward(mask=mask)
         return x * mask
 
     def backward(self, grad_out: Any) -> Any:
-        s = self._saved()
-        check_grad(self, grad_out, s["shape"])
-        return grad_out if s["mask"] is None else grad_out * s["mask"]
+        mask = self._saved(grad_out)["mask"]
+        return grad_out if mask is None else grad_out * mask

@@ -140,14 +140,20 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
-        return self.forward(*inputs, **kwargs)
+        out = self.forward(*inputs, **kwargs)
+        cache = self.__dict__.get("_cache")
+        if cache is not None and hasattr(out, "shape"):  # what backward's grad_out must be
+            cache["_out"] = (tuple(out.shape), out.dtype)
+        return out
 
     def _save_for_backward(self, **cache: Any) -> None:
         """Keep what backward needs (nothing inside :func:`no_grad`)."""
         object.__setattr__(self, "_cache", cache if _grad_enabled else None)
 
-    def _saved(self) -> dict:
-        """What forward saved; a clear error if there is nothing (backward before forward)."""
+    def _saved(self, grad_out: Any = None) -> dict:
+        """What forward saved, handed over once: a clear error if there is nothing
+        (backward before forward). Given ``grad_out``, first checks that it matches
+        the forward output (backend, dtype, shape); a failed check keeps the cache."""
         cache = self.__dict__.get("_cache")
         if cache is None:
             raise RuntimeError(
@@ -155,6 +161,10 @@ class Module:
                 "forward, or after a forward run under no_grad(). Run the forward pass "
                 "(outside no_grad) right before each backward."
             )
+        if grad_out is not None and "_out" in cache:
+            from ._checks import check_grad
+
+            check_grad(self, grad_out, *cache["_out"])
         object.__setattr__(self, "_cache", None)
         return cache
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import get_backend
-from ._checks import check_array, check_grad, check_shape, check_window, pair
+from ._checks import check_array, check_shape, check_window, pair
 from .conv import conv_out_size
 from .module import Module
 
@@ -83,8 +83,7 @@ class MaxPool2d(Module):
 
     def backward(self, grad_out: Any) -> Any:
         """dL/dy (N, C, Ho, Wo) -> dL/dx (N, C, H, W)."""
-        s = self._saved()
-        check_grad(self, grad_out, s["idx"].shape)
+        s = self._saved(grad_out)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return get_backend().kernels.maxpool2d_backward(
             grad_out, s["idx"], s["x_shape"], kh, kw, sh, sw, ph, pw
