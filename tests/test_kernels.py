@@ -214,3 +214,11 @@ def test_maxpool_nan_wins_like_argmax():
         with mt.use_backend(backend) as B:
             out, idx = B.kernels.maxpool2d_forward(x, 2, 2, 2, 2, 0, 0)
         assert np.isnan(out[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 1
+
+
+def test_batchnorm_stats_stay_accurate_when_the_mean_dwarfs_the_spread(fast_backend):
+    x = normal(0, (8, 3, 50), "float64") + 1e4  # mean 1e4, variance 1
+    mean, var = ref.batchnorm_stats(x)
+    got_mean, got_var = _run(fast_backend, "batchnorm_stats", x)
+    np.testing.assert_allclose(got_mean, mean, rtol=1e-12)
+    np.testing.assert_allclose(got_var, var, rtol=1e-9)

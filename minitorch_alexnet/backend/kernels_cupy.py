@@ -1,11 +1,13 @@
 """CUDA kernels for the GPU backend ``"cupy"``.
 
-Same signatures and numbers as ``kernels_numpy.py``. Each kernel is one CuPy
-``ElementwiseKernel``: one GPU thread per *output* element, which computes where
-its value comes from. The backward kernels (col2im, max-pool backward) are
-written as *gathers* — each input pixel sums the column entries or window
-gradients that refer to it, in the same order as the NumPy reference — so they
-need no atomic adds and give the same result on every run.
+Same signatures as ``kernels_numpy.py`` and the same numbers up to rounding (the
+tests hold them to it). Most kernels give one GPU thread per *output* element,
+which computes where its value comes from (CuPy ``ElementwiseKernel``s, and a
+``RawModule`` for im2col). The backward kernels (col2im, max-pool backward) are
+*gathers* — each input pixel sums the column entries or window gradients that
+refer to it, in the same order as the NumPy reference — so they need no atomic
+adds and give the same result on every run. Per-channel sums (BatchNorm) run as
+a two-step reduction in double precision, also in a fixed order.
 
 This module is imported only when the cupy backend is selected.
 """
@@ -220,7 +222,7 @@ def maxpool2d_forward(
     out = cp.empty((N, C, Ho, Wo), dtype=x.dtype)
     idx = cp.empty((N, C, Ho, Wo), dtype=cp.int64)
     geometry = (H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
-    _maxpool_fwd(cp.ascontiguousarray(x), *geometry, out, idx, largest=x.size)
+    _maxpool_fwd(cp.ascontiguousarray(x), *geometry, out, idx, largest=max(x.size, out.size))
     return out, idx
 
 
@@ -241,7 +243,7 @@ def maxpool2d_backward(
     dx = cp.empty(x_shape, dtype=grad_out.dtype)
     geometry = (H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
     g, idx = cp.ascontiguousarray(grad_out), cp.ascontiguousarray(indices)
-    _maxpool_bwd(g, idx, *geometry, dx, largest=dx.size)
+    _maxpool_bwd(g, idx, *geometry, dx, largest=max(dx.size, g.size))
     return dx
 
 
@@ -273,18 +275,22 @@ __device__ double block_sum(double v, double* shared) {
     return v;  // the total, in thread 0
 }
 
-// block (c, s) adds a[j] and a[j] * b[j] over its share of channel c; part[c, s, 0:2]
+// block (c, s) adds a[j] - p and (a[j] - p) * (b[j] - q) over its share of channel c
+// into part[c, s, 0:2]. For statistics (shift = true, b = a) p = q = the channel's first
+// value: shifting by a value near the mean keeps sum(x^2)/m - mean^2 accurate even when
+// the mean is much larger than the spread. For plain sums (shift = false) p = q = 0.
 template <typename T>
 __global__ void channel_partial_sums(const T* a, const T* b, int N, int C, int L, int S,
-                                     double* part) {
+                                     bool shift, double* part) {
     __shared__ double shared[32];
     const int c = blockIdx.x, s = blockIdx.y, m = N * L;
+    const double p = shift ? (double)a[(long long)c * L] : 0.0;
     double sa = 0.0, sab = 0.0;
     for (int k = s * blockDim.x + threadIdx.x; k < m; k += S * blockDim.x) {
         const long long j = ((long long)(k / L) * C + c) * L + k % L;
-        const double va = (double)a[j];
+        const double va = (double)a[j] - p;
         sa += va;
-        sab += va * (double)b[j];
+        sab += va * ((double)b[j] - p);
     }
     sa = block_sum(sa, shared);
     sab = block_sum(sab, shared);
@@ -294,15 +300,16 @@ __global__ void channel_partial_sums(const T* a, const T* b, int N, int C, int L
     }
 }
 
-// from sum(x) and sum(x^2): mean = sum / m, biased var = sum(x^2) / m - mean^2
+// from the shifted sums of x - p and (x - p)^2: mean = p + d, var = sum((x-p)^2)/m - d^2
 template <typename T>
-__global__ void finish_stats(const double* part, int C, int S, double m, T* mean, T* var) {
+__global__ void finish_stats(const double* part, const T* x, int C, int S, int L, double m,
+                             T* mean, T* var) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     double s = 0.0, q = 0.0;
     for (int i = 0; i < S; ++i) { s += part[(c * S + i) * 2]; q += part[(c * S + i) * 2 + 1]; }
-    const double mu = s / m, v = q / m - mu * mu;
-    mean[c] = (T)mu;
+    const double d = s / m, v = q / m - d * d;
+    mean[c] = (T)((double)x[(long long)c * L] + d);
     var[c] = (T)(v > 0.0 ? v : 0.0);
 }
 
@@ -329,18 +336,20 @@ _bn_module = cp.RawModule(
 _SUM_THREADS = 256
 
 
-def _channel_sums(a: cp.ndarray, b: cp.ndarray, finish: str, out1, out2, *extra) -> None:
-    """Run the two-step per-channel reduction of ``a`` and ``a * b`` into out1, out2."""
+def _channel_partial_sums(a: cp.ndarray, b: cp.ndarray, shift: bool) -> cp.ndarray:
+    """Step one of the per-channel reduction of ``a`` and ``a * b``: partial sums (C, S, 2)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        raise TypeError(f"per-channel sums need two arrays alike, got {a.dtype}, {b.dtype}")
+    a, b = cp.ascontiguousarray(a), cp.ascontiguousarray(b)
     N, C, L = a.shape
     m = N * L
     # enough blocks for the whole GPU, but each with at least a few elements per thread
     S = max(1, min(-(-1024 // C), -(-m // (_SUM_THREADS * 4))))
     part = cp.empty((C, S, 2), dtype=cp.float64)
-    t = _CTYPE[a.dtype]
-    args = (a, b, cp.int32(N), cp.int32(C), cp.int32(L), cp.int32(S), part)
-    _bn_module.get_function(f"channel_partial_sums<{t}>")((C, S), (_SUM_THREADS,), args)
-    f = _bn_module.get_function(f"{finish}<{t}>")
-    f((-(-C // 128),), (128,), (part, cp.int32(C), cp.int32(S), *extra, out1, out2))
+    args = (a, b, cp.int32(N), cp.int32(C), cp.int32(L), cp.int32(S), shift, part)
+    f = _bn_module.get_function(f"channel_partial_sums<{_CTYPE[a.dtype]}>")
+    f((C, S), (_SUM_THREADS,), args)
+    return part
 
 
 _bn_normalize = cp.ElementwiseKernel(
@@ -382,7 +391,10 @@ def batchnorm_stats(x3: cp.ndarray) -> tuple[cp.ndarray, cp.ndarray]:
     N, C, L = x3.shape
     mean, var = cp.empty(C, dtype=x3.dtype), cp.empty(C, dtype=x3.dtype)
     x3 = cp.ascontiguousarray(x3)
-    _channel_sums(x3, x3, "finish_stats", mean, var, cp.float64(N * L))
+    part = _channel_partial_sums(x3, x3, shift=True)
+    f = _bn_module.get_function(f"finish_stats<{_CTYPE[x3.dtype]}>")
+    S, m = part.shape[1], cp.float64(N * L)
+    f((-(-C // 128),), (128,), (part, x3, cp.int32(C), cp.int32(S), cp.int32(L), m, mean, var))
     return mean, var
 
 
@@ -422,7 +434,9 @@ def batchnorm_backward(
     N, C, L = dy3.shape
     dy3 = cp.ascontiguousarray(dy3)
     sum_dy, sum_dyx = cp.empty(C, dtype=dy3.dtype), cp.empty(C, dtype=dy3.dtype)
-    _channel_sums(dy3, xhat3, "finish_sums", sum_dy, sum_dyx)
+    part = _channel_partial_sums(dy3, xhat3, shift=False)
+    f = _bn_module.get_function(f"finish_sums<{_CTYPE[dy3.dtype]}>")
+    f((-(-C // 128),), (128,), (part, cp.int32(C), cp.int32(part.shape[1]), sum_dy, sum_dyx))
     dx = _bn_dx(dy3, xhat3, scale, sum_dy, sum_dyx, batch_stats, C, L, dy3.dtype.type(N * L))
     return dx, sum_dy, sum_dyx
 

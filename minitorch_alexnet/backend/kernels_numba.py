@@ -1,8 +1,9 @@
 """Numba kernels for the CPU backend ``"numba"``.
 
-Each function here has the signature and the exact results of its twin in
-``kernels_numpy.py`` (the tests compare them), but runs as compiled, parallel
-loops instead of NumPy slicing: one pass over memory, no temporary arrays.
+Each function here has the signature of its twin in ``kernels_numpy.py`` and its
+results (exactly for the copies and gathers; to rounding for the BatchNorm sums,
+which accumulate in float64), but runs as compiled, parallel loops instead of
+NumPy slicing: one pass over memory, no temporary arrays. The tests compare them.
 
 * Compiled code is cached on disk (``cache=True``), so only the first run of a
   new installation pays the compile time.
