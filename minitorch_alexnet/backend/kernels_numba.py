@@ -15,7 +15,6 @@ NumPy slicing: one pass over memory, no temporary arrays. The tests compare them
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -190,11 +189,6 @@ def cnhw_to_nchw(y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
         np.ascontiguousarray(y).reshape(C, N, H * W), b, bias is not None, out.reshape(N, C, -1)
     )
     return out
-
-
-def num_threads() -> int:
-    """How many threads the parallel kernels use."""
-    return numba.get_num_threads()
 
 
 # ------------------------------------------------------------------ batch normalisation

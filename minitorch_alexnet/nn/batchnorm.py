@@ -42,8 +42,16 @@ class _BatchNorm(Module):
         track_running_stats: bool = True,
     ):
         super().__init__()
-        if num_features < 1:
-            raise ValueError(f"{type(self).__name__}: num_features must be >= 1")
+        name = type(self).__name__
+        if not isinstance(num_features, int) or num_features < 1:
+            raise ValueError(f"{name}: num_features must be an int >= 1, got {num_features!r}")
+        if not eps > 0:
+            raise ValueError(f"{name}: eps must be > 0 (it keeps 1/sqrt(var + eps) finite)")
+        if momentum is not None and not 0.0 <= momentum <= 1.0:
+            raise ValueError(
+                f"{name}: momentum must be in [0, 1] (or None for a cumulative average), "
+                f"got {momentum!r}"
+            )
         self.num_features, self.eps, self.momentum = num_features, float(eps), momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         C = (num_features,)

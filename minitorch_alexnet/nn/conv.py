@@ -69,8 +69,9 @@ class Conv2d(Module):
         self.stride = pair(stride, "stride", name)
         self.padding = pair(padding, "padding", name)
         check_window(name, self.kernel_size, self.stride, self.padding)
-        if in_channels < 1 or out_channels < 1 or groups < 1:
-            raise ValueError(f"{name}: channels and groups must be >= 1")
+        counts = (in_channels, out_channels, groups)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in counts):
+            raise ValueError(f"{name}: channels and groups must be ints >= 1, got {counts}")
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must "

@@ -10,6 +10,7 @@ Evaluation: y = x, dx = dy.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from .. import backend as _backend
@@ -26,7 +27,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
             raise ValueError(
                 f"Dropout: p must be a probability in [0, 1), got {p!r} "
                 "(p=1 would drop everything; use p=0 for no dropout)"

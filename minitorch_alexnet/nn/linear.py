@@ -28,8 +28,11 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
-        if in_features < 1 or out_features < 1:
-            raise ValueError(f"Linear({in_features}, {out_features}): feature counts must be >= 1")
+        features = (in_features, out_features)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in features):
+            raise ValueError(
+                f"Linear({in_features}, {out_features}): feature counts must be ints >= 1"
+            )
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(init.fan_in_uniform((out_features, in_features), in_features))
         self.bias = Parameter(init.fan_in_uniform((out_features,), in_features)) if bias else None

@@ -59,6 +59,8 @@ class CrossEntropyLoss(Module):
                 + "; use asarray(labels, 'int64')"
             )
         N, K = logits.shape
+        if N == 0:
+            raise ValueError("CrossEntropyLoss: the batch is empty; the mean loss is undefined")
         if targets.shape != (N,):
             raise ValueError(
                 f"CrossEntropyLoss: targets must have shape ({N},) to match logits "

@@ -129,9 +129,6 @@ class Module:
         self.__dict__.pop(name, None)
         self._buffers[name] = array
 
-    def _set_buffer(self, name: str, array: Any) -> None:
-        self._buffers[name] = array
-
     # ------------------------------------------------------------ running
     def forward(self, *inputs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
@@ -275,10 +272,10 @@ class Module:
             pre = f"{name}." if name else ""
             for key, p in m._parameters.items():
                 if pre + key in state:
-                    p.data = _like(state[pre + key], p.data)
+                    p.data = _backend.array_like(state[pre + key], p.data)
             for key, b in list(m._buffers.items()):
                 if pre + key in state:
-                    m._buffers[key] = _like(state[pre + key], b)
+                    m._buffers[key] = _backend.array_like(state[pre + key], b)
 
     # ------------------------------------------------------------ conversion
     def _apply(self, fn: Callable[[Any], Any], floating_only: bool = False) -> Module:
@@ -325,8 +322,3 @@ class Module:
             lines.append(f"  ({name}): {child}")
         lines.append(")")
         return "\n".join(lines)
-
-
-def _like(value: Any, reference: Any) -> Any:
-    """``value`` as a fresh array of ``reference``'s library and dtype."""
-    return _backend.array_like(value, reference)
