@@ -172,6 +172,12 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    if not zipfile.is_zipfile(path):  # checked first: NumPy's own message suggests pickles
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (not an .npz archive); it may be truncated "
+            "or corrupt, or another kind of file. Delete it to start afresh, or use an older "
+            "copy."
+        )
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -188,6 +194,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
         raise CheckpointError(f"{path}: the checkpoint's metadata is damaged ({e})") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is an .npz file but not a minitorch_alexnet checkpoint")
+    if not isinstance(meta.get("version", 0), int):
+        raise CheckpointError(f"{path}: the checkpoint's metadata is damaged (bad version)")
     if meta.get("version", 0) > VERSION:
         raise CheckpointError(
             f"{path} was written by a newer version (format {meta['version']}); upgrade to load it"
@@ -223,10 +231,28 @@ def load_checkpoint(
     """
     arrays, meta = read_checkpoint(path)
     state = {k[len("model/") :]: v for k, v in arrays.items() if k.startswith("model/")}
+    # all or nothing: if the optimiser or scheduler does not fit, the model goes back
+    # to what it was, so a failed load leaves the caller's objects as they were
+    saved = {k: v.copy() for k, v in model.state_dict().items()}
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
         raise CheckpointError(f"{path} does not fit this model: {e}") from None
+    try:
+        _load_training_state(path, meta, arrays, optimizer, scheduler)
+    except CheckpointError:
+        model.load_state_dict(saved)
+        raise
+    if restore_rng and meta.get("rng_state") is not None:
+        _backend.set_rng_state(meta["rng_state"])
+    meta["extra"] = _unpack(meta.get("extra"), arrays)
+    return meta
+
+
+def _load_training_state(
+    path: Any, meta: dict, arrays: dict, optimizer: Any, scheduler: Any
+) -> None:
+    """Restore the optimiser and scheduler; a CheckpointError names what does not fit."""
     for what, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
         if obj is None:
             continue
@@ -241,7 +267,3 @@ def load_checkpoint(
             obj.load_state_dict(_unpack(meta[what], arrays))
         except (ValueError, KeyError, TypeError) as e:
             raise CheckpointError(f"{path}: the saved {what} state does not fit: {e}") from None
-    if restore_rng and meta.get("rng_state") is not None:
-        _backend.set_rng_state(meta["rng_state"])
-    meta["extra"] = _unpack(meta.get("extra"), arrays)
-    return meta

@@ -191,3 +191,28 @@ def test_checkpoint_moves_between_cpu_and_gpu(tmp_path):
         load_checkpoint(path2, model3, opt3, sched3)
     for k, v in _host_state(model).items():
         np.testing.assert_array_equal(_host_state(model3)[k], v)
+
+
+def test_a_failed_load_leaves_the_model_as_it_was(tmp_path):
+    from minitorch_alexnet import nn, optim
+    from minitorch_alexnet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    source = nn.Linear(3, 2)
+    save_checkpoint(tmp_path / "c.npz", source, optim.SGD(source.parameters(), lr=0.1))
+    target = nn.Linear(3, 2)
+    before = {k: v.copy() for k, v in target.state_dict().items()}
+    wrong_optimizer = optim.Adam(target.parameters())
+    with pytest.raises(CheckpointError, match="SGD optimizer, not of a Adam"):
+        load_checkpoint(tmp_path / "c.npz", target, wrong_optimizer)
+    for k, v in target.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_a_file_that_is_not_an_archive_is_named_without_pickle_advice(tmp_path):
+    from minitorch_alexnet.checkpoint import CheckpointError, read_checkpoint
+
+    path = tmp_path / "c.npz"
+    path.write_text("hello")
+    with pytest.raises(CheckpointError, match="not an .npz archive") as info:
+        read_checkpoint(path)
+    assert "pickle" not in str(info.value)
