@@ -518,6 +518,14 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as e:  # an unusable --out or --data-dir: a file, no permission, a full disk
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(
+            f"error: {e.strerror or e}{where}; check that --out and --data-dir name folders "
+            "you can write to",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

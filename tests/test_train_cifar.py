@@ -209,3 +209,18 @@ def test_build_model_names(T):
     up = T.resize_nearest(x, 8)
     np.testing.assert_array_equal(up[:, :, ::2, ::2], x)
     np.testing.assert_array_equal(up[:, :, 1::2, 1::2], x)
+
+
+def test_unusable_out_folder_is_a_clear_error_in_a_real_process(tmp_path):
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    argv = _flags(blocker / "run", "--epochs", "1")
+    res = subprocess.run(
+        [sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert "error:" in res.stderr and "--out" in res.stderr
