@@ -252,7 +252,7 @@ def sgd_update(
 # ------------------------------------------------------------------ small elementwise steps
 def relu_backward(grad_out: np.ndarray, y: np.ndarray) -> np.ndarray:
     """dx = dy where the ReLU's output y is positive (that is, where x > 0), else 0."""
-    return np.where(y > 0, grad_out, 0).astype(grad_out.dtype, copy=False)
+    return grad_out * (y > 0)
 
 
 def inv_std(var: np.ndarray, eps: float) -> np.ndarray:
