@@ -2,6 +2,7 @@
 
 Commands:
     summary     print a model's layer table (torchsummary's format), optionally with FLOPs
+    gradcheck   run the property gradchecks on a built-in layer or on your own
 """
 
 from __future__ import annotations
