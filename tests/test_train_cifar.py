@@ -65,7 +65,10 @@ def test_short_synthetic_run_learns_and_writes_its_outputs(T, tmp_path, capsys):
     }
     assert history[-1]["test_acc"] > 0.5  # chance is 0.1
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    assert (out / "curves.png").stat().st_size > 0
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (out / "curves.png").stat().st_size > 0
+    else:  # the plot is optional ([plot] extra); the run must not fail without it
+        assert not (out / "curves.png").exists()
     _, meta = read_checkpoint(out / "checkpoint.npz")
     assert meta["epoch"] == 2
     last = stdout.strip().splitlines()[-1]
