@@ -65,3 +65,22 @@ def fast_backend(request) -> str:
 @pytest.fixture(params=ALL_BACKENDS)
 def any_backend(request) -> str:
     return request.param
+
+
+@pytest.fixture
+def numpy_backend():
+    """Run a test on the NumPy reference backend, seeded."""
+    with mt.use_backend("numpy"):
+        mt.manual_seed(0)
+        yield
+
+
+@pytest.fixture(scope="session")
+def default_models():
+    """The three models with their default sizes, built once per session (AlexNet alone
+    has 62M parameters). Tests must leave them as they found them."""
+    from minitorch_alexnet.models import build_model
+
+    with mt.use_backend("numpy"):
+        mt.manual_seed(0)
+        return {name: build_model(name) for name in ("alexnet", "alexnet_cifar", "alexnet2012")}

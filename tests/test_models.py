@@ -27,19 +27,7 @@ SMALL = {
 INPUT = {"alexnet": 99, "alexnet2012": 99, "alexnet_cifar": 32}
 
 
-@pytest.fixture(autouse=True)
-def _numpy_backend():
-    with mt.use_backend("numpy"):
-        mt.manual_seed(0)
-        yield
-
-
-@pytest.fixture(scope="module")
-def big_models():
-    """The three default models, built once (AlexNet alone has 62M parameters)."""
-    with mt.use_backend("numpy"):
-        mt.manual_seed(0)
-        return {name: build_model(name) for name in ("alexnet", "alexnet_cifar", "alexnet2012")}
+pytestmark = pytest.mark.usefixtures("numpy_backend")
 
 
 def n_params(model: nn.Module) -> int:
@@ -51,19 +39,19 @@ def n_params(model: nn.Module) -> int:
     "name, count",
     [("alexnet", 62_397_480), ("alexnet_cifar", 5_877_834), ("alexnet2012", 60_965_224)],
 )
-def test_parameter_counts(big_models, name, count):
-    assert n_params(big_models[name]) == count
+def test_parameter_counts(default_models, name, count):
+    assert n_params(default_models[name]) == count
 
 
-def test_blocks_are_named_sequentials(big_models):
-    for model in big_models.values():
+def test_blocks_are_named_sequentials(default_models):
+    for model in default_models.values():
         names = [n for n, _ in model.named_children()]
         assert names == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc1", "fc2", "fc3"]
         assert all(isinstance(m, nn.Sequential) for m in model.children())
 
 
-def test_alexnet_layers_are_the_blogs(big_models):
-    m = big_models["alexnet"]
+def test_alexnet_layers_are_the_blogs(default_models):
+    m = default_models["alexnet"]
     kinds = {name: [type(layer).__name__ for layer in block] for name, block in m.named_children()}
     conv_pool = ["Conv2d", "ReLU", "BatchNorm2d", "MaxPool2d", "Dropout"]
     conv = ["Conv2d", "ReLU", "BatchNorm2d"]
@@ -82,8 +70,8 @@ def test_alexnet_layers_are_the_blogs(big_models):
     assert m.input_size == (3, 227, 227)
 
 
-def test_alexnet2012_layers_are_the_papers(big_models):
-    m = big_models["alexnet2012"]
+def test_alexnet2012_layers_are_the_papers(default_models):
+    m = default_models["alexnet2012"]
     groups = [getattr(m, f"conv{i}")[0].groups for i in range(1, 6)]
     assert groups == [1, 2, 1, 2, 2]
     lrns = [(n, x) for n, x in m.named_modules() if isinstance(x, nn.LocalResponseNorm)]
@@ -132,8 +120,8 @@ def test_backward_before_forward_is_a_clear_error():
 
 
 # ------------------------------------------------------------------ input checks
-def test_too_small_input_names_layer_and_smallest_size(big_models):
-    m = big_models["alexnet"]
+def test_too_small_input_names_layer_and_smallest_size(default_models):
+    m = default_models["alexnet"]
     x = mt.asarray(np.zeros((1, 3, 64, 64), dtype=np.float32))
     with pytest.raises(ValueError) as info:
         m(x)
@@ -143,38 +131,38 @@ def test_too_small_input_names_layer_and_smallest_size(big_models):
     assert "3x227x227" in msg
 
 
-def test_too_small_input_names_the_first_empty_layer(big_models):
+def test_too_small_input_names_the_first_empty_layer(default_models):
     with pytest.raises(ValueError, match=r"conv1\.0 .*empty.*3x227x227"):
-        big_models["alexnet"].check_input((1, 3, 8, 8))  # 8 < 11: no window position
+        default_models["alexnet"].check_input((1, 3, 8, 8))  # 8 < 11: no window position
     with pytest.raises(ValueError, match=r"conv1\.3 .*empty.*3x31x31"):
-        big_models["alexnet_cifar"].check_input((1, 3, 2, 2))  # conv1 keeps 2, the pool needs 3
+        default_models["alexnet_cifar"].check_input((1, 3, 2, 2))  # conv1 keeps 2, the pool needs 3
 
 
-def test_smallest_input_sizes(big_models):
-    assert smallest_input_size(big_models["alexnet"]) == 227
-    assert smallest_input_size(big_models["alexnet2012"]) == 227
-    assert smallest_input_size(big_models["alexnet_cifar"]) == 31
-    for model in big_models.values():
+def test_smallest_input_sizes(default_models):
+    assert smallest_input_size(default_models["alexnet"]) == 227
+    assert smallest_input_size(default_models["alexnet2012"]) == 227
+    assert smallest_input_size(default_models["alexnet_cifar"]) == 31
+    for model in default_models.values():
         s = smallest_input_size(model)
         model.check_input((1, 3, s, s))
         with pytest.raises(ValueError):
             model.check_input((1, 3, s - 1, s - 1))
 
 
-def test_wrong_input_size_for_fc1_says_what_works(big_models):
+def test_wrong_input_size_for_fc1_says_what_works(default_models):
     with pytest.raises(ValueError, match=r"fc1\.0.*9216.*6400.*227x227"):
-        big_models["alexnet"].check_input((1, 3, 224, 224))
+        default_models["alexnet"].check_input((1, 3, 224, 224))
 
 
-def test_wrong_channel_count_names_expected(big_models):
+def test_wrong_channel_count_names_expected(default_models):
     x = mt.asarray(np.zeros((2, 1, 32, 32), dtype=np.float32))
     with pytest.raises(ValueError, match="expects 3 input channels.*got 1"):
-        big_models["alexnet_cifar"](x)
+        default_models["alexnet_cifar"](x)
 
 
-def test_missing_batch_dimension(big_models):
+def test_missing_batch_dimension(default_models):
     with pytest.raises(ValueError, match=r"x\[None\]"):
-        big_models["alexnet_cifar"].check_input((3, 32, 32))
+        default_models["alexnet_cifar"].check_input((3, 32, 32))
 
 
 # ------------------------------------------------------------------ against PyTorch
@@ -239,11 +227,11 @@ def test_forward_backward_match_torch(name, mode):
 
 
 @pytest.mark.torch
-def test_default_models_line_up_with_torch_key_for_key(big_models):
+def test_default_models_line_up_with_torch_key_for_key(default_models):
     pytest.importorskip("torch")
     from minitorch_alexnet.models.torch_reference import build_torch_model
 
-    for name, ours in big_models.items():
+    for name, ours in default_models.items():
         theirs = build_torch_model(name)
         ours_shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
         theirs_shapes = {k: tuple(v.shape) for k, v in theirs.state_dict().items()}

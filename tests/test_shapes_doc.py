@@ -11,24 +11,12 @@ import pytest
 
 import minitorch_alexnet as mt
 from minitorch_alexnet import nn, shapes
-from minitorch_alexnet.models import build_model
 from minitorch_alexnet.summary import collect_layers
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-@pytest.fixture(autouse=True)
-def _numpy_backend():
-    with mt.use_backend("numpy"):
-        mt.manual_seed(0)
-        yield
-
-
-@pytest.fixture(scope="module")
-def models():
-    with mt.use_backend("numpy"):
-        mt.manual_seed(0)
-        return {name: build_model(name) for name in ("alexnet", "alexnet_cifar", "alexnet2012")}
+pytestmark = pytest.mark.usefixtures("numpy_backend")
 
 
 def test_shapes_md_is_up_to_date():
@@ -42,8 +30,8 @@ def test_shapes_md_is_up_to_date():
     )
 
 
-def test_arithmetic_agrees_with_a_real_forward_pass(models):
-    for name, model in models.items():
+def test_arithmetic_agrees_with_a_real_forward_pass(default_models):
+    for name, model in default_models.items():
         walked = [
             s.output_shape[1:]
             for s in shapes.trace_shapes(model, (2, *model.input_size))
@@ -93,9 +81,9 @@ def _parameter_row(text: str) -> list[int]:
     return [int(c.strip().replace(",", "")) for c in match.group(1).split("|")]
 
 
-def test_alexnet_md_parameter_counts(models):
+def test_alexnet_md_parameter_counts(default_models):
     text = (DOCS / "alexnet.md").read_text(encoding="utf-8")
-    ours = [sum(p.numel() for p in models[n].parameters()) for n in models]
+    ours = [sum(p.numel() for p in default_models[n].parameters()) for n in default_models]
     # torchvision's AlexNet, built from our layers (AdaptiveAvgPool has no parameters)
     torchvision = nn.Sequential(
         nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),

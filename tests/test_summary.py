@@ -202,18 +202,7 @@ Estimated Total Size (MB): 0.03
 # fmt: on
 
 
-@pytest.fixture(autouse=True)
-def _numpy_backend():
-    with mt.use_backend("numpy"):
-        mt.manual_seed(0)
-        yield
-
-
-@pytest.fixture(scope="module")
-def models():
-    with mt.use_backend("numpy"):
-        mt.manual_seed(0)
-        return {name: build_model(name) for name in ("alexnet", "alexnet_cifar", "alexnet2012")}
+pytestmark = pytest.mark.usefixtures("numpy_backend")
 
 
 def run_summary(*args, **kwargs) -> str:
@@ -228,21 +217,21 @@ def run_summary(*args, **kwargs) -> str:
         ("alexnet2012", (3, 227, 227), ALEXNET2012),
     ],
 )
-def test_matches_torchsummary(models, name, size, expected):
-    assert run_summary(models[name], size) == expected
+def test_matches_torchsummary(default_models, name, size, expected):
+    assert run_summary(default_models[name], size) == expected
 
 
-def test_alexnet_totals(models):
-    text = run_summary(models["alexnet"], (3, 227, 227))
+def test_alexnet_totals(default_models):
+    text = run_summary(default_models["alexnet"], (3, 227, 227))
     assert "Total params: 62,397,480" in text
     assert "            Conv2d-1           [-1, 96, 55, 55]          34,944" in text
 
 
-def test_batch_size_is_shown_and_scales_memory(models):
-    text = run_summary(models["alexnet"], (3, 227, 227), batch_size=16)
+def test_batch_size_is_shown_and_scales_memory(default_models):
+    text = run_summary(default_models["alexnet"], (3, 227, 227), batch_size=16)
     assert text.endswith(ALEXNET_BATCH16_TAIL)
     assert "              ReLU-2           [16, 96, 55, 55]               0" in text
-    text = run_summary(models["alexnet_cifar"], (3, 32, 32), batch_size=128)
+    text = run_summary(default_models["alexnet_cifar"], (3, 32, 32), batch_size=128)
     assert text.endswith(ALEXNET_CIFAR_BATCH128_TAIL)
 
 
@@ -261,14 +250,14 @@ def test_small_sequential_matches_torchsummary():
     assert run_summary(m, (3, 8, 8), batch_size=4) == SMALL_SEQUENTIAL_BATCH4
 
 
-def test_prints_and_returns(models, capsys):
-    text = summary(models["alexnet_cifar"], (3, 32, 32))
+def test_prints_and_returns(default_models, capsys):
+    text = summary(default_models["alexnet_cifar"], (3, 32, 32))
     assert capsys.readouterr().out == text + "\n" == ALEXNET_CIFAR
-    summary(models["alexnet_cifar"], (3, 32, 32), print_fn=None)
+    summary(default_models["alexnet_cifar"], (3, 32, 32), print_fn=None)
     assert capsys.readouterr().out == ""
 
 
-def test_live_against_torchsummary(models):
+def test_live_against_torchsummary(default_models):
     """When torchsummary happens to be installed, compare with it directly."""
     pytest.importorskip("torch")
     torchsummary = pytest.importorskip("torchsummary")
@@ -277,7 +266,7 @@ def test_live_against_torchsummary(models):
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         torchsummary.summary(build_torch_model("alexnet2012"), (3, 227, 227), device="cpu")
-    assert run_summary(models["alexnet2012"], (3, 227, 227)) == buf.getvalue()
+    assert run_summary(default_models["alexnet2012"], (3, 227, 227)) == buf.getvalue()
 
 
 # ------------------------------------------------------------------ the model is left alone
@@ -317,8 +306,8 @@ def test_summary_leaves_model_unchanged():
     assert dx.shape == x.shape
 
 
-def test_summary_in_eval_mode_stays_in_eval(models):
-    model = models["alexnet_cifar"].eval()
+def test_summary_in_eval_mode_stays_in_eval(default_models):
+    model = default_models["alexnet_cifar"].eval()
     running = mt.to_numpy(model.conv1[2].running_mean).copy()
     summary(model, (3, 32, 32), print_fn=None)
     assert not any(m.training for m in model.modules())
@@ -326,8 +315,8 @@ def test_summary_in_eval_mode_stays_in_eval(models):
     model.train()
 
 
-def test_errors_leave_model_unchanged(models):
-    model = models["alexnet"]
+def test_errors_leave_model_unchanged(default_models):
+    model = default_models["alexnet"]
     with pytest.raises(ValueError, match="smallest input that works is 3x227x227"):
         summary(model, (3, 64, 64), print_fn=None)
     assert all(m.training for m in model.modules())
@@ -335,8 +324,8 @@ def test_errors_leave_model_unchanged(models):
 
 
 # ------------------------------------------------------------------ FLOPs
-def test_flops_column_and_totals(models):
-    text = run_summary(models["alexnet_cifar"], (3, 32, 32), flops=True)
+def test_flops_column_and_totals(default_models):
+    text = run_summary(default_models["alexnet_cifar"], (3, 32, 32), flops=True)
     lines = text.splitlines()
     assert lines[0] == "-" * 80
     assert lines[1].split() == ["Layer", "(type)", "Output", "Shape", "Param", "#", "FLOPs"]
@@ -347,8 +336,8 @@ def test_flops_column_and_totals(models):
     assert "Total params: 5,877,834" in text and "Estimated Total Size (MB): 26.19" in text
 
 
-def test_flops_by_layer(models):
-    rows = {r.key: r for r in collect_layers(models["alexnet2012"], (3, 227, 227))}
+def test_flops_by_layer(default_models):
+    rows = {r.key: r for r in collect_layers(default_models["alexnet2012"], (3, 227, 227))}
     assert rows["Conv2d-5"].flops == 2 * (96 // 2) * 5 * 5 * 256 * 27 * 27  # grouped
     assert rows["Linear-17"].flops == 2 * 9216 * 4096
     assert rows["MaxPool2d-4"].flops == 8 * 96 * 27 * 27
@@ -358,8 +347,8 @@ def test_flops_by_layer(models):
     assert rows["Conv2d-5"].name == "conv2.0"
 
 
-def test_flops_per_batch_line(models):
-    text = run_summary(models["alexnet_cifar"], (3, 32, 32), batch_size=8, flops=True)
+def test_flops_per_batch_line(default_models):
+    text = run_summary(default_models["alexnet_cifar"], (3, 32, 32), batch_size=8, flops=True)
     per_sample = int(text.split("Forward FLOPs per sample: ")[1].split(" ")[0].replace(",", ""))
     assert f"Forward FLOPs per batch of 8: {8 * per_sample:,}" in text
 
