@@ -37,6 +37,20 @@ def check_window(
         raise ValueError(f"{layer}: padding must be >= 0, got {padding}")
 
 
+def check_window_fits(
+    layer: Any, x: Any, kernel: tuple[int, int], padding: tuple[int, int], what: str
+) -> None:
+    """The ``what`` ("kernel" or "window") must fit inside the zero/-inf padded input."""
+    (kh, kw), (ph, pw) = kernel, padding
+    H, W = x.shape[2:]
+    if H + 2 * ph < kh or W + 2 * pw < kw:
+        raise ValueError(
+            f"{layer._name()}: {what} {kh}x{kw} is larger than the padded input "
+            f"{H + 2 * ph}x{W + 2 * pw} (input shape {tuple(x.shape)}, padding {ph},{pw}); "
+            f"use a larger input, more padding or a smaller {what}"
+        )
+
+
 def check_array(layer: Any, x: Any, name: str = "input") -> Any:
     """``x`` must be a floating-point array of the active backend."""
     B = get_backend()

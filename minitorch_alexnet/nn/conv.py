@@ -25,7 +25,14 @@ from typing import Any
 
 from ..backend import get_backend
 from . import init
-from ._checks import check_array, check_params_match, check_shape, check_window, pair
+from ._checks import (
+    check_array,
+    check_params_match,
+    check_shape,
+    check_window,
+    check_window_fits,
+    pair,
+)
 from .module import Module, Parameter
 
 
@@ -114,17 +121,11 @@ class Conv2d(Module):
         check_array(self, x)
         check_shape(self, x, (4,), self.in_channels, "(N, C, H, W)")
         check_params_match(self, x)
+        check_window_fits(self, x, self.kernel_size, self.padding, "kernel")
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        N, C, H, W = x.shape
-        if H + 2 * ph < kh or W + 2 * pw < kw:
-            raise ValueError(
-                f"{self._name()}: kernel {kh}x{kw} is larger than the padded input "
-                f"{H + 2 * ph}x{W + 2 * pw} (input {H}x{W}, padding {ph},{pw}); use a larger "
-                "input, more padding or a smaller kernel"
-            )
         B = get_backend()
         G, O = self.groups, self.out_channels
-        _, _, Ho, Wo = self.output_shape(x.shape)
+        N, _, Ho, Wo = self.output_shape(x.shape)
 
         cols = B.kernels.im2col(x, kh, kw, sh, sw, ph, pw)  # (C*KH*KW, N*Ho*Wo)
         w = self.weight.data.reshape(G, O // G, -1)  # W_g: (G, O/G, C/G*KH*KW)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import get_backend
-from ._checks import check_array, check_shape, check_window, pair
+from ._checks import check_array, check_shape, check_window, check_window_fits, pair
 from .conv import conv_out_size
 from .module import Module
 
@@ -70,13 +70,7 @@ class MaxPool2d(Module):
         check_array(self, x)
         check_shape(self, x, (4,), None, "(N, C, H, W)")
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        H, W = x.shape[2:]
-        if H + 2 * ph < kh or W + 2 * pw < kw:
-            raise ValueError(
-                f"{self._name()}: window {kh}x{kw} is larger than the padded input "
-                f"{H + 2 * ph}x{W + 2 * pw} (input shape {tuple(x.shape)}); the input is too "
-                "small for this pooling layer"
-            )
+        check_window_fits(self, x, self.kernel_size, self.padding, "window")
         y, idx = get_backend().kernels.maxpool2d_forward(x, kh, kw, sh, sw, ph, pw)
         self._save_for_backward(idx=idx, x_shape=x.shape)
         return y
