@@ -176,3 +176,14 @@ def test_model_moves_to_the_gpu_and_back_with_the_same_numbers():
     np.testing.assert_allclose(mt.to_numpy(y_gpu), y_cpu, rtol=1e-5, atol=1e-6)
     m.to("numba")
     np.testing.assert_array_equal(m(x), y_cpu)
+
+
+def test_sequential_slices_are_sequentials_and_load_state_dict_reports_keys():
+    m = _model()
+    head = m[:2]
+    assert isinstance(head, nn.Sequential) and len(head) == 2 and head[0] is m[0]
+    result = nn.Linear(3, 2).load_state_dict(nn.Linear(3, 2).state_dict())
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    partial = {"weight": np.zeros((2, 3), "float32")}
+    result = nn.Linear(3, 2).load_state_dict(partial, strict=False)
+    assert result.missing_keys == ["bias"]

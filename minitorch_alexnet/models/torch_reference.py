@@ -257,7 +257,13 @@ def build_torch_layer(layer: Any) -> Any:
         twin = tnn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
     elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
         cls = tnn.BatchNorm1d if isinstance(layer, nn.BatchNorm1d) else tnn.BatchNorm2d
-        twin = cls(layer.num_features, layer.eps, layer.momentum, layer.affine)
+        twin = cls(
+            layer.num_features,
+            layer.eps,
+            layer.momentum,
+            layer.affine,
+            track_running_stats=layer.track_running_stats,
+        )
     elif isinstance(layer, nn.LocalResponseNorm):
         twin = tnn.LocalResponseNorm(layer.size, layer.alpha, layer.beta, layer.k)
     elif isinstance(layer, nn.ReLU):

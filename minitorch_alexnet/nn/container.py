@@ -33,7 +33,10 @@ class Sequential(Module):
             )
         setattr(self, name, module)
 
-    def __getitem__(self, i: int) -> Module:
+    def __getitem__(self, i: int | slice) -> Module:
+        """The i-th child, or a Sequential of the children in a slice (as in PyTorch)."""
+        if isinstance(i, slice):
+            return Sequential(OrderedDict(list(self._modules.items())[i]))
         return list(self._modules.values())[i]
 
     def __len__(self) -> int:

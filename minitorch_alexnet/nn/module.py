@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import backend as _backend
 
@@ -32,6 +32,13 @@ def no_grad() -> Iterator[None]:
         yield
     finally:
         _grad_enabled = previous
+
+
+class LoadResult(NamedTuple):
+    """What :meth:`Module.load_state_dict` did not match (PyTorch's names)."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
 
 
 class Parameter:
@@ -238,13 +245,14 @@ class Module:
                 out[f"{name}.{key}" if name else key] = b
         return out
 
-    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> LoadResult:
         """Copy arrays from ``state`` into this module's parameters and buffers.
 
         Each value is converted to the array library and dtype of the entry it
         replaces, so a state saved on one backend loads on another. Missing or
         unexpected keys (with ``strict``) and shape mismatches raise a
-        ``RuntimeError`` that lists all of them.
+        ``RuntimeError`` that lists all of them. Returns the missing and unexpected
+        keys (both empty after a strict load), as PyTorch does.
         """
         own = self.state_dict()
         missing = [k for k in own if k not in state]
@@ -276,6 +284,7 @@ class Module:
             for key, b in list(m._buffers.items()):
                 if pre + key in state:
                     m._buffers[key] = _backend.array_like(state[pre + key], b)
+        return LoadResult(missing, unexpected)
 
     # ------------------------------------------------------------ conversion
     def _apply(self, fn: Callable[[Any], Any], floating_only: bool = False) -> Module:
