@@ -42,18 +42,18 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, or does not fit the model/optimiser given."""
 
 
-def _np() -> Any:
-    return _backend.get_backend("numpy").xp
-
-
 # ---------------------------------------------------------------- packing nested state
 def _is_array(obj: Any) -> bool:
-    return hasattr(obj, "shape") and hasattr(obj, "dtype") and not isinstance(obj, _np().generic)
+    return (
+        hasattr(obj, "shape")
+        and hasattr(obj, "dtype")
+        and not isinstance(obj, _backend.host_xp().generic)
+    )
 
 
 def _pack(obj: Any, key: str, arrays: dict[str, Any]) -> Any:
     """A JSON-able copy of ``obj`` whose arrays are moved into ``arrays`` (referenced by key)."""
-    np = _np()
+    np = _backend.host_xp()
     if _is_array(obj):
         arrays[key] = np.array(_backend.to_numpy(obj), copy=True)
         return {"__array__": key}
@@ -104,7 +104,7 @@ def save_checkpoint(
     Returns:
         The path written.
     """
-    np = _np()
+    np = _backend.host_xp()
     path = Path(path)
     arrays: dict[str, Any] = {}
     model_keys = []
@@ -168,7 +168,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
     Raises:
         CheckpointError: the file is missing, damaged, or not a checkpoint of this project.
     """
-    np = _np()
+    np = _backend.host_xp()
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")

@@ -84,11 +84,6 @@ BUILTIN_LAYERS = (
 )
 
 
-def _np() -> Any:
-    """NumPy, for host-side test data (the library reaches it through the backend)."""
-    return _backend.get_backend("numpy").xp
-
-
 def _hypothesis() -> tuple[Any, Any]:
     """``(hypothesis, hypothesis.strategies)``, or an ImportError that says what to install."""
     try:
@@ -105,7 +100,7 @@ def _hypothesis() -> tuple[Any, Any]:
 # ---------------------------------------------------------------- test arrays
 def normal(seed: int, shape: Sequence[int], dtype: str = "float64") -> numpy.ndarray:
     """Standard normal samples of ``shape`` from ``seed`` (a host NumPy array)."""
-    np = _np()
+    np = _backend.host_xp()
     return np.random.default_rng(seed).standard_normal(tuple(shape)).astype(dtype)
 
 
@@ -118,7 +113,7 @@ def tie_free(seed: int, shape: Sequence[int], gap: float = 1e-2) -> numpy.ndarra
     input across a kink at 0 (ReLU, LeakyReLU). The values are ``(k + 1/2) * gap`` for
     the integers ``k`` in ``[-n/2, n/2)``, so they lie within ``n * gap / 2`` of zero.
     """
-    np = _np()
+    np = _backend.host_xp()
     n = math.prod(shape)
     k = np.random.default_rng(seed).permutation(n) - n // 2
     return ((k + 0.5) * gap).reshape(tuple(shape)).astype("float64")
@@ -126,7 +121,7 @@ def tie_free(seed: int, shape: Sequence[int], gap: float = 1e-2) -> numpy.ndarra
 
 def away_from_zero(seed: int, shape: Sequence[int], margin: float = 1e-3) -> numpy.ndarray:
     """Normal samples pushed at least ``margin`` away from 0 (ReLU's kink), float64."""
-    np = _np()
+    np = _backend.host_xp()
     x = normal(seed, shape)
     return np.where(x >= 0, x + margin, x - margin)
 
@@ -369,7 +364,7 @@ def _set_parameters(module: Any, seed: int, bn_style: bool = False) -> None:
     generator, so building a case never touches the project's random state and
     rebuilding it gives the same numbers.
     """
-    np = _np()
+    np = _backend.host_xp()
     rng = np.random.default_rng(seed)
     for name, p in module.named_parameters():
         shape = tuple(p.data.shape)
@@ -497,7 +492,7 @@ def layer_cases(name: str) -> SearchStrategy[LayerCase]:
         n, k = draw(st.integers(1, 5)), draw(st.integers(2, 6))
         smoothing, seed = draw(st.sampled_from([0.0, 0.1])), draw(seeds())
         z = normal(seed, (n, k)) * 3
-        t = _np().random.default_rng(seed).integers(0, k, n).astype("int64")
+        t = _backend.host_xp().random.default_rng(seed).integers(0, k, n).astype("int64")
         return _case(lambda: nn.CrossEntropyLoss(label_smoothing=smoothing), (z, t))
 
     strategies = {
@@ -680,7 +675,7 @@ class ReferenceCheck:
 
 
 def _compare(name: str, student: Any, reference: Any, atol: float, rtol: float) -> ReferenceCheck:
-    np = _np()
+    np = _backend.host_xp()
     s = np.asarray(_backend.to_numpy(student), dtype="float64")
     r = np.asarray(_backend.to_numpy(reference), dtype="float64")
     if s.shape != r.shape:
@@ -775,7 +770,7 @@ def assert_matches_reference(
             names each tensor with its worst index and both values, the reference's
             configuration, the input shapes and ``config``.
     """
-    np = _np()
+    np = _backend.host_xp()
     stu = _prepare(_build(student, "assert_matches_reference (student)"))
     ref = _prepare(_build(reference, "assert_matches_reference (reference)"))
     sname = type(stu).__name__

@@ -47,6 +47,8 @@ __all__ = [
     "manual_seed",
     "host_rng",
     "array_backend_name",
+    "array_module",
+    "host_xp",
 ]
 
 BACKEND_NAMES = ("numpy", "numba", "cupy")
@@ -201,6 +203,17 @@ def array_backend_name(a: Any) -> str:
     if type(a).__module__.startswith("cupy"):
         return "cuda"
     raise TypeError(f"expected a NumPy or CuPy array, got {type(a).__name__}")
+
+
+def host_xp() -> types.ModuleType:
+    """NumPy, for host-side work (files, checkpoints, test data): code outside this
+    package reaches it through here instead of importing it."""
+    return _np
+
+
+def array_module(a: Any) -> types.ModuleType:
+    """The array module (``numpy`` or ``cupy``) that ``a`` belongs to."""
+    return _np if array_backend_name(a) == "cpu" else _get("cupy").xp
 
 
 def to_numpy(a: Any) -> _np.ndarray:

@@ -18,9 +18,7 @@ __all__ = [
 ]
 
 
-def host_numpy() -> Any:
-    """The NumPy module, for host-side file reading (library code does not import numpy itself)."""
-    return _backend.get_backend("numpy").xp
+host_numpy = _backend.host_xp  # NumPy, for host-side file reading
 
 
 class DatasetError(RuntimeError):

@@ -33,10 +33,6 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
-def _xp_of(a: Any) -> Any:
-    return _backend.get_backend("numpy" if _backend.array_backend_name(a) == "cpu" else "cupy").xp
-
-
 def normalize(
     x: Any, mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD
 ) -> Any:
@@ -45,7 +41,7 @@ def normalize(
     Computed as ``x * scale + shift`` with ``scale = 1 / (255 std)`` and
     ``shift = -mean / std``, in ``float32``, on the array library of ``x``.
     """
-    scale, shift = _affine(_xp_of(x), mean, std)
+    scale, shift = _affine(_backend.array_module(x), mean, std)
     return _apply_affine(x, scale, shift)
 
 
@@ -78,7 +74,7 @@ def crop_flip(x: Any, oy: Any, ox: Any, flip: Any, padding: int = 4) -> Any:
         Array ``(N, C, H, W)`` of ``x``'s dtype: ``out[n, c, i, j] = padded[n, c, oy + i,
         ox + j']`` with ``j' = W - 1 - j`` where ``flip[n]`` and ``j' = j`` otherwise.
     """
-    xp = _xp_of(x)
+    xp = _backend.array_module(x)
     n, c, h, w = x.shape
     p = int(padding)
     if p > 0:
