@@ -78,6 +78,13 @@ class Parameter:
         else:
             self.grad += g
 
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradient: ``None`` (PyTorch's default) or zeros in place."""
+        if set_to_none or self.grad is None:
+            self.grad = None
+        else:
+            self.grad[...] = 0
+
     def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, dtype={self.dtype})"
 
@@ -229,10 +236,7 @@ class Module:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget accumulated gradients (``None`` by default, as in PyTorch; zeros otherwise)."""
         for p in self.parameters():
-            if set_to_none or p.grad is None:
-                p.grad = None
-            else:
-                p.grad[...] = 0
+            p.zero_grad(set_to_none)
 
     # ------------------------------------------------------------ state
     def state_dict(self) -> OrderedDict[str, Any]:

@@ -72,12 +72,8 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the gradients: ``None`` (default, as in PyTorch) or zeros in place."""
-        for g in self.param_groups:
-            for p in g["params"]:
-                if set_to_none or p.grad is None:
-                    p.grad = None
-                else:
-                    p.grad[...] = 0
+        for p in self._index():
+            p.zero_grad(set_to_none)
 
     def _params_with_grad(self, group: dict[str, Any]) -> Iterable[Parameter]:
         for p in group["params"]:
