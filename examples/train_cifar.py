@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,12 @@ from tqdm.auto import tqdm
 
 from minitorch_alexnet import backend as B
 from minitorch_alexnet import data, nn, optim
-from minitorch_alexnet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from minitorch_alexnet.checkpoint import (
+    CheckpointError,
+    atomic_write,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 MODELS = ("alexnet_cifar", "alexnet", "alexnet2012", "tiny")
 EXIT_BAD_INPUT = 2  # missing data, bad flags, a checkpoint that does not fit
@@ -331,11 +334,7 @@ def evaluate(
 
 # ---------------------------------------------------------------- outputs
 def write_json_atomic(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"), binary=False)
 
 
 def plot_curves(path: Path, history: list[dict[str, float]], title: str) -> bool:

@@ -26,6 +26,7 @@ import os
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,11 +134,24 @@ def save_checkpoint(
     text = json.dumps(meta, allow_nan=True)
     arrays[META_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[Any], None], binary: bool = True
+) -> Path:
+    """Write a file so that readers see the old version or the new one, never half of one.
+
+    ``write(f)`` fills a temporary file in the same folder; it is flushed to disk and
+    renamed over ``path`` (on error it is removed and ``path`` is untouched).
+    Returns ``path``.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
