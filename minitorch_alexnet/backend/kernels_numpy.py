@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def out_size(size: int, k: int, s: int, p: int) -> int:
+def out_size(size: int, kernel: int, stride: int, padding: int) -> int:
     """Output length of a convolution or pooling window: floor((W - K + 2P) / S) + 1."""
-    return (size + 2 * p - k) // s + 1
+    return (size + 2 * padding - kernel) // stride + 1
 
 
 # ------------------------------------------------------------------ im2col / col2im

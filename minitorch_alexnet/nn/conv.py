@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import get_backend
+from ..backend.kernels_numpy import out_size as conv_out_size  # floor((W - K + 2P) / S) + 1
 from . import init
 from ._checks import (
     check_array,
@@ -34,11 +35,6 @@ from ._checks import (
     pair,
 )
 from .module import Module, Parameter
-
-
-def conv_out_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """floor((W - K + 2P) / S) + 1."""
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 def _stack_groups(xp: Any, parts: list) -> Any:
