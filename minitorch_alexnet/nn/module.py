@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from .. import backend as _backend
+from ._checks import check_grad
 
 _grad_enabled = True
 
@@ -173,8 +174,6 @@ class Module:
                 "(outside no_grad) right before each backward."
             )
         if grad_out is not None and "_out" in cache:
-            from ._checks import check_grad
-
             check_grad(self, grad_out, *cache["_out"])
         object.__setattr__(self, "_cache", None)
         return cache
