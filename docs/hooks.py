@@ -4,7 +4,7 @@ A page quotes code with a fenced block whose title names a file and, after ``::`
 a function or class in it::
 
     ```python title="minitorch_alexnet/nn/linear.py::Linear.backward"
-    return grad_out @ self.weight.data  # dx = dy W
+    return mm(grad_out, self.weight.data)  # dx = dy W
     ```
 
 The quoted lines (leading indentation ignored) must appear, consecutively, inside

@@ -21,7 +21,7 @@ Three backends exist:
 Random numbers: :func:`manual_seed` seeds one host generator (NumPy's PCG64) that
 parameter initialisation, data shuffling and, on the CPU backends, dropout masks
 draw from, so ``numpy`` and ``numba`` give identical runs; CuPy draws dropout
-masks from its own device generator, seeded from the same seed.
+masks from its own counter-based device generator, seeded from the same seed.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ __all__ = [
     "asarray",
     "to_numpy",
     "manual_seed",
+    "seed_device_generator",
     "host_rng",
     "array_backend_name",
     "array_module",
@@ -139,7 +140,7 @@ def _make_backend(name: str) -> Backend:
             )
         from . import kernels_cupy
 
-        cp.random.seed(_seed)
+        kernels_cupy.generator.manual_seed(_seed)
         return Backend("cupy", cp, kernels_cupy, "cuda")
     raise BackendError(
         f"unknown backend {name!r}; choose one of {', '.join(map(repr, BACKEND_NAMES))}."
@@ -258,9 +259,18 @@ def manual_seed(seed: int) -> None:
     global _host_rng, _seed
     _seed = int(seed)
     _host_rng = _np.random.default_rng(_seed)
+    seed_device_generator(_seed)
+
+
+def seed_device_generator(seed: int) -> None:
+    """Seed only the GPU's generator (dropout masks under CuPy); nothing to do on the CPU.
+
+    The generator's state lives in device memory and is reseeded in place, so a
+    training step captured in a CUDA graph keeps drawing from it.
+    """
     for B in _cache.values():
         if B.device == "cuda":
-            B.xp.random.seed(_seed)
+            B.kernels.generator.manual_seed(int(seed))
 
 
 def host_rng() -> _np.random.Generator:
@@ -282,9 +292,10 @@ def uniform(shape: tuple[int, ...], dtype: Any) -> Any:
     """Uniform [0, 1) samples of ``shape`` on the active backend.
 
     CPU backends draw from the host generator (same numbers for numpy and numba);
-    CuPy draws on the device, so no host-to-device copy happens per call.
+    CuPy draws on the device from a counter-based generator whose state is in device
+    memory, so no host-to-device copy happens per call and a CUDA graph can replay it.
     """
     B = get_backend()
     if B.device == "cpu":
         return _host_rng.random(shape, dtype=_np.dtype(dtype))
-    return B.xp.random.random_sample(shape, dtype=dtype)
+    return B.kernels.generator.random(shape, dtype)

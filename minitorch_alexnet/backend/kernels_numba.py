@@ -21,6 +21,7 @@ from numba import njit, prange
 # small or memory-bound updates: the NumPy versions serve this backend as they are
 from .kernels_numpy import batchnorm_update_running as batchnorm_update_running
 from .kernels_numpy import inv_std as inv_std
+from .kernels_numpy import matmul as matmul
 from .kernels_numpy import out_size
 from .kernels_numpy import relu_backward as relu_backward
 from .kernels_numpy import sgd_update as sgd_update

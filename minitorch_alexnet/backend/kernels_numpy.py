@@ -26,6 +26,16 @@ def out_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
+# ------------------------------------------------------------------ matrix product
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The matrix product ``a @ b``: (M, K) x (K, N) -> (M, N).
+
+    Conv2d and Linear take their products from here, so a backend decides how they
+    run (the GPU backend calls cuBLAS itself, in a way a CUDA graph can record).
+    """
+    return a @ b
+
+
 # ------------------------------------------------------------------ im2col / col2im
 def im2col(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int) -> np.ndarray:
     """Unfold sliding windows into columns.

@@ -120,13 +120,14 @@ class Conv2d(Module):
         check_window_fits(self, x, self.kernel_size, self.padding, "kernel")
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         B = get_backend()
+        mm = B.kernels.matmul  # the matrix product a @ b (BLAS on the CPU, cuBLAS on the GPU)
         G, O = self.groups, self.out_channels
         N, _, Ho, Wo = self.output_shape(x.shape)
 
         cols = B.kernels.im2col(x, kh, kw, sh, sw, ph, pw)  # (C*KH*KW, N*Ho*Wo)
         w = self.weight.data.reshape(G, O // G, -1)  # W_g: (G, O/G, C/G*KH*KW)
         cols_g = cols.reshape(G, -1, N * Ho * Wo)  # X_g: (G, C/G*KH*KW, N*Ho*Wo)
-        y = _stack_groups(B.xp, [w[g] @ cols_g[g] for g in range(G)])  # Y_g = W_g @ X_g
+        y = _stack_groups(B.xp, [mm(w[g], cols_g[g]) for g in range(G)])  # Y_g = W_g @ X_g
         bias = None if self.bias is None else self.bias.data
         # (O, N, Ho, Wo) + b[o]  ->  (N, O, Ho, Wo), in one pass
         out = B.kernels.cnhw_to_nchw(y.reshape(O, N, Ho, Wo), bias)
@@ -140,6 +141,7 @@ class Conv2d(Module):
         """dL/dy (N, O, Ho, Wo) -> dL/dx (N, C, H, W); adds dL/dW and dL/db to .grad."""
         s = self._saved(grad_out)
         B = get_backend()
+        mm = B.kernels.matmul
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         G, O = self.groups, self.out_channels
         x, cols = s["x"], s["cols"]
@@ -153,7 +155,7 @@ class Conv2d(Module):
             self.bias.accumulate_grad(dy.reshape(O, L).sum(axis=1))  # db = sum dY
         cols_g = cols.reshape(G, -1, L)
         w = self.weight.data.reshape(G, O // G, -1)
-        dw = _stack_groups(B.xp, [dy[g] @ cols_g[g].T for g in range(G)])  # dW_g = dY_g X_g^T
-        dcols = _stack_groups(B.xp, [w[g].T @ dy[g] for g in range(G)])  # dX_g = W_g^T dY_g
+        dw = _stack_groups(B.xp, [mm(dy[g], cols_g[g].T) for g in range(G)])  # dW_g = dY_g X_g^T
+        dcols = _stack_groups(B.xp, [mm(w[g].T, dy[g]) for g in range(G)])  # dX_g = W_g^T dY_g
         self.weight.accumulate_grad(dw.reshape(self.weight.shape))
         return B.kernels.col2im(dcols, x.shape, kh, kw, sh, sw, ph, pw)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..backend import get_backend
 from . import init
 from ._checks import check_array, check_params_match, check_shape
 from .module import Module, Parameter
@@ -48,7 +49,8 @@ class Linear(Module):
         check_array(self, x)
         check_shape(self, x, (2,), self.in_features, "(N, in_features)")
         check_params_match(self, x)
-        y = x @ self.weight.data.T  # y = x W^T
+        mm = get_backend().kernels.matmul  # a @ b, by the backend
+        y = mm(x, self.weight.data.T)  # y = x W^T
         if self.bias is not None:
             y += self.bias.data  # + b, broadcast over the batch
         self._save_for_backward(x=x)
@@ -57,10 +59,11 @@ class Linear(Module):
     def backward(self, grad_out: Any) -> Any:
         """dL/dy (N, out) -> dL/dx (N, in); adds dL/dW and dL/db to .grad."""
         x = self._saved(grad_out)["x"]
-        self.weight.accumulate_grad(grad_out.T @ x)  # dW = dy^T x
+        mm = get_backend().kernels.matmul
+        self.weight.accumulate_grad(mm(grad_out.T, x))  # dW = dy^T x
         if self.bias is not None:
             self.bias.accumulate_grad(grad_out.sum(axis=0))  # db = sum_n dy
-        return grad_out @ self.weight.data  # dx = dy W
+        return mm(grad_out, self.weight.data)  # dx = dy W
 
 
 class Flatten(Module):

@@ -1,0 +1,138 @@
+"""Matrix products on the GPU through cuBLAS, called directly (used by ``kernels_cupy.matmul``).
+
+Why not CuPy's ``a @ b``: CuPy refuses to call cuBLAS while a stream is being
+recorded into a CUDA graph (it raises ``NotImplementedError``), although cuBLAS
+itself supports it. So the GPU backend owns a cuBLAS handle and calls ``sgemm`` /
+``dgemm`` through ``ctypes``, on the current stream, with a workspace of its own
+(what cuBLAS asks for under graph capture). The numbers are cuBLAS's, as with ``@``.
+
+Row-major arrays in a column-major library: a C-contiguous (m, k) matrix is, read
+column-major, its transpose (k, m). So C = A @ B is computed as C^T = B^T A^T, which
+column-major cuBLAS sees as a product of exactly the buffers we hold; a transposed
+view (F-contiguous) just flips that operand's "transpose" flag: no copy either way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Any
+
+import cupy as cp
+
+_OP_N, _OP_T = 0, 1  # cublasOperation_t
+_TF32_TENSOR_OP_MATH = 3  # cublasMath_t: what CUPY_TF32=1 asks of CuPy's own products
+_WORKSPACE_BYTES = 32 * 2**20
+
+
+def _find_library() -> ctypes.CDLL:
+    """The libcublas CuPy has loaded (the same copy, so one cuBLAS runs in the process)."""
+    import cupy_backends.cuda.libs.cublas  # noqa: F401  loads libcublas
+
+    with open("/proc/self/maps") as f:
+        paths = {line.split()[-1] for line in f if "/libcublas.so" in line}
+    for path in sorted(paths):
+        return ctypes.CDLL(path)
+    for name in ("libcublas.so.13", "libcublas.so.12", "libcublas.so"):
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    raise RuntimeError(
+        "the cupy backend could not find the cuBLAS library CuPy uses (libcublas.so)"
+    )
+
+
+class _Cublas:
+    def __init__(self) -> None:
+        lib = _find_library()
+        self.lib = lib
+        self.handle = ctypes.c_void_p()
+        self._check(lib.cublasCreate_v2(ctypes.byref(self.handle)), "cublasCreate")
+        self.workspace = cp.empty(_WORKSPACE_BYTES, dtype=cp.uint8)  # kept alive with us
+        self._check(
+            lib.cublasSetWorkspace_v2(
+                self.handle,
+                ctypes.c_void_p(self.workspace.data.ptr),
+                ctypes.c_size_t(_WORKSPACE_BYTES),
+            ),
+            "cublasSetWorkspace",
+        )
+        if os.environ.get("CUPY_TF32", "0") == "1":
+            self._check(
+                lib.cublasSetMathMode(self.handle, _TF32_TENSOR_OP_MATH), "cublasSetMathMode"
+            )
+        self.gemm = {
+            cp.dtype("float32"): (lib.cublasSgemm_v2, ctypes.c_float),
+            cp.dtype("float64"): (lib.cublasDgemm_v2, ctypes.c_double),
+        }
+
+    @staticmethod
+    def _check(status: int, what: str) -> None:
+        if status != 0:
+            raise RuntimeError(f"{what} failed with cuBLAS status {status}")
+
+
+_lib: _Cublas | None = None
+
+
+def _layout(a: Any) -> tuple[int, int] | None:
+    """(transpose flag, leading dimension) of 2-D ``a`` read column-major as ``a^T``
+    (row-major buffer) or ``a`` (column-major buffer); None if neither."""
+    rows, cols = a.shape
+    item = a.itemsize
+    s0, s1 = a.strides
+    if (s1 == item or cols == 1) and s0 % item == 0 and s0 // item >= max(cols, 1):
+        return _OP_N, max(s0 // item, 1)
+    if (s0 == item or rows == 1) and s1 % item == 0 and s1 // item >= max(rows, 1):
+        return _OP_T, max(s1 // item, 1)
+    return None
+
+
+def matmul(a: Any, b: Any) -> Any:
+    """``a @ b`` for 2-D float32/float64 CuPy arrays (m, k) x (k, n) -> (m, n), by cuBLAS."""
+    global _lib
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0] or a.dtype != b.dtype:
+        return a @ b  # anything unusual: CuPy's own product
+    if a.dtype not in (cp.dtype("float32"), cp.dtype("float64")):
+        return a @ b
+    m, k = a.shape
+    n = b.shape[1]
+    out = cp.empty((m, n), dtype=a.dtype)
+    if m == 0 or n == 0:
+        return out
+    if k == 0:
+        out.fill(0)
+        return out
+    la, lb = _layout(a), _layout(b)
+    if la is None:
+        a, la = cp.ascontiguousarray(a), (_OP_N, k)
+    if lb is None:
+        b, lb = cp.ascontiguousarray(b), (_OP_N, n)
+    if _lib is None:
+        _lib = _Cublas()
+    fn, scalar = _lib.gemm[a.dtype]
+    one, zero = scalar(1.0), scalar(0.0)
+    stream = cp.cuda.get_current_stream().ptr
+    _lib._check(
+        _lib.lib.cublasSetStream_v2(_lib.handle, ctypes.c_void_p(stream)), "cublasSetStream"
+    )
+    # column-major: out^T (n, m) = b^T (n, k) @ a^T (k, m)
+    status = fn(
+        _lib.handle,
+        lb[0],
+        la[0],
+        n,
+        m,
+        k,
+        ctypes.byref(one),
+        ctypes.c_void_p(b.data.ptr),
+        lb[1],
+        ctypes.c_void_p(a.data.ptr),
+        la[1],
+        ctypes.byref(zero),
+        ctypes.c_void_p(out.data.ptr),
+        n,
+    )
+    _lib._check(status, "cublas gemm")
+    return out
