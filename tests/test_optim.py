@@ -389,3 +389,31 @@ def test_onecycle_with_a_warm_up_shorter_than_a_step():
     assert lrs[0] == pytest.approx(0.1)
     assert all(a > b for a, b in zip(lrs, lrs[1:]))
     assert lrs[-1] == pytest.approx(0.1 / 25 / 1e4)
+
+
+@pytest.mark.parametrize(
+    "kw", SGD_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items())
+)
+def test_sgd_with_hyperparameters_on_device_steps_identically(kw):
+    """The CUDA-graph mode (lr and momentum read from 0-d arrays, refreshed before each
+    step) gives the same parameters as plain numbers, with a schedule changing both."""
+    rng = np.random.default_rng(1)
+    init = [rng.standard_normal(s) for s in SHAPES]
+    plain = [Parameter(a.copy()) for a in init]
+    device = [Parameter(a.copy()) for a in init]
+    opt_plain, opt_device = optim.SGD(plain, **kw), optim.SGD(device, **kw)
+    opt_device.hyperparameters_on_device()
+    for step in range(STEPS):
+        gs = _grads(step, rng)
+        for opt, params in ((opt_plain, plain), (opt_device, device)):
+            for group in opt.param_groups:  # what a scheduler does between steps
+                group["lr"] = kw["lr"] * (1 + step) / STEPS
+                if group["momentum"]:
+                    group["momentum"] = 0.95 - 0.01 * step
+            for p, g in zip(params, gs):
+                p.grad = None if g is None else g.copy()
+        opt_device.write_hyperparameters()
+        opt_plain.step()
+        opt_device.step()
+    for a, b in zip(plain, device):
+        np.testing.assert_array_equal(a.data, b.data)

@@ -40,6 +40,8 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
         self.state: dict[Parameter, dict[str, Any]] = {}
+        # per group, 0-d device arrays that step() reads instead of numbers (CUDA graphs)
+        self._device_hyper: list[dict[str, Any]] | None = None
         groups = list(params)
         if not groups:
             raise ValueError(f"{type(self).__name__} got an empty list of parameters")
@@ -74,6 +76,41 @@ class Optimizer:
         """Forget the gradients: ``None`` (default, as in PyTorch) or zeros in place."""
         for p in self._index():
             p.zero_grad(set_to_none)
+
+    # ------------------------------------------------------------ hyper-parameters on the device
+    def hyperparameters_on_device(self, names: tuple[str, ...] = ("lr", "momentum")) -> None:
+        """Let :meth:`step` read ``names`` from device scalars, as a CUDA graph needs.
+
+        A captured step replays its kernels with the very arguments they were launched
+        with, so a learning rate passed as a number would stay frozen at its value during
+        capture. After this call, :meth:`step` passes 0-d arrays (one per group and name,
+        in the dtype of the group's parameters) and :meth:`write_hyperparameters` copies
+        each group's current values into them; call it before every step. Schedulers keep
+        changing ``group["lr"]`` as usual.
+        """
+        xp = _backend.get_backend().xp
+        self._device_hyper = [
+            {
+                name: xp.full((), g[name], dtype=g["params"][0].data.dtype)
+                for name in names
+                if name in g
+            }
+            for g in self.param_groups
+        ]
+
+    def write_hyperparameters(self) -> None:
+        """Copy every group's current hyper-parameters into its device scalars (a no-op
+        unless :meth:`hyperparameters_on_device` was called). Launches one small kernel
+        per value; nothing waits for the device."""
+        for group, device in zip(self.param_groups, self._device_hyper or ()):
+            for name, scalar in device.items():
+                scalar.fill(group[name])
+
+    def _hyper(self, index: int, group: dict[str, Any], name: str) -> Any:
+        """``group[name]``, or its device scalar when the hyper-parameters live on the device."""
+        if self._device_hyper is not None and name in self._device_hyper[index]:
+            return self._device_hyper[index][name]
+        return group[name]
 
     def _params_with_grad(self, group: dict[str, Any]) -> Iterable[Parameter]:
         for p in group["params"]:

@@ -63,15 +63,16 @@ class SGD(Optimizer):
         """One update of every parameter that has a gradient (in place on ``p.data``)."""
         B = get_backend()
         xp, kernels = B.xp, B.kernels
-        for group in self.param_groups:
-            lr = group["lr"]
-            momentum = group["momentum"]
+        for i, group in enumerate(self.param_groups):
+            # numbers, or 0-d device arrays after hyperparameters_on_device()
+            lr = self._hyper(i, group, "lr")
+            momentum = self._hyper(i, group, "momentum")
             dampening = group["dampening"]
             nesterov = group["nesterov"]
             weight_decay = group["weight_decay"]
             for p in self._params_with_grad(group):
                 buf, first = None, False
-                if momentum != 0:
+                if group["momentum"] != 0:
                     state = self.state.setdefault(p, {})
                     buf = state.get("momentum_buffer")
                     if buf is None:  # the first step fills the buffer with d
