@@ -45,13 +45,15 @@ CLASSES = {"alexnet_cifar": 10, "alexnet": 1000, "alexnet2012": 1000}
 class Ours:
     """One of our backends running one model."""
 
-    def __init__(self, backend: str, model_name: str, batch: int, seed: int = 0):
+    def __init__(
+        self, backend: str, model_name: str, batch: int, seed: int = 0, graph: bool = False
+    ):
         import minitorch_alexnet as mt
         from minitorch_alexnet import nn, optim
         from minitorch_alexnet.models import build_model
 
         self.mt, self.nn, self.backend = mt, nn, backend
-        self.name = backend
+        self.name = backend + ("+graph" if graph else "")
         with mt.use_backend(backend):
             mt.manual_seed(seed)
             self.model = build_model(model_name, CLASSES[model_name]).to(backend)
@@ -60,23 +62,38 @@ class Ours:
             rng = np.random.default_rng(seed)
             self.x = mt.asarray(rng.standard_normal((batch, *INPUT[model_name])), "float32")
             self.t = mt.asarray(rng.integers(0, CLASSES[model_name], batch), "int64")
+        self._train, self._eval = self._train_fn, self._eval_fn
+        if graph:  # each step recorded once as a CUDA graph, then replayed
+            from minitorch_alexnet.backend.cuda_graph import GraphedStep
+
+            with mt.use_backend(backend):
+                self.opt.hyperparameters_on_device()
+            self._train = GraphedStep(self._train_fn, before=self.opt.write_hyperparameters)
+            self._eval = GraphedStep(self._eval_fn)
 
     def sync(self) -> None:
         self.mt.get_backend(self.backend).synchronize()
 
+    def _train_fn(self, x, t):
+        self.model.train()
+        self.opt.zero_grad()
+        loss = self.crit(self.model(x), t)
+        self.model.backward(self.crit.backward())
+        self.opt.step()
+        return loss
+
+    def _eval_fn(self, x):
+        with self.nn.no_grad():
+            self.model.eval()
+            return self.model(x)
+
     def train_step(self) -> None:
         with self.mt.use_backend(self.backend):
-            self.model.train()
-            self.opt.zero_grad()
-            loss = self.crit(self.model(self.x), self.t)
-            self.model.backward(self.crit.backward())
-            self.opt.step()
-            return loss
+            return self._train(self.x, self.t)
 
     def eval_step(self) -> None:
-        with self.mt.use_backend(self.backend), self.nn.no_grad():
-            self.model.eval()
-            return self.model(self.x)
+        with self.mt.use_backend(self.backend):
+            return self._eval(self.x)
 
     def layers(self) -> list[tuple[str, Callable, Callable]]:
         """(name, forward, backward) closures for each leaf layer on its real input."""
@@ -231,6 +248,8 @@ def bench_case(runners, batch: int, repeats: int, n: int, gpu: bool, warmup: int
 def bench_layers(runners, repeats: int, gpu: bool) -> dict:
     table = {}
     for r in runners:
+        if r.name.endswith("+graph"):  # same layers as the plain row
+            continue
         for name, fwd, bwd in r.layers():
             fwd(), bwd()  # warm-up / compile
             f = statistics.median(timed(fwd, r.sync, 1, gpu) for _ in range(repeats))
@@ -313,6 +332,11 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="steps per timed run")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for both sides")
     p.add_argument("--tf32", action="store_true", help="GPU: allow TF32 matrix products")
+    p.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="GPU: also run ours with each step recorded as a CUDA graph (row cupy+graph)",
+    )
     p.add_argument("--per-layer", action="store_true")
     p.add_argument("--memory", action="store_true")
     p.add_argument("--no-torch", action="store_true")
@@ -369,6 +393,8 @@ def main(argv=None) -> int:
     )
     for model, batch in cases:
         runners = [Ours(b, model, batch) for b in ours]
+        if gpu and args.cuda_graph:
+            runners += [Ours(b, model, batch, graph=True) for b in ours if b == "cupy"]
         if torch is not None:
             runners.append(Torch(model, batch, "cuda" if gpu else "cpu"))
         n = args.steps or (20 if gpu else 1)

@@ -135,6 +135,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--epochs); continue later with --resume",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="cupy: record the training step once as a CUDA graph and replay it (faster)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     for flag in ("epochs", "batch_size"):
@@ -268,10 +273,10 @@ class RunningMeter:
         self.correct: Any = 0
         self.count = 0
 
-    def update(self, loss: Any, logits: Any, targets: Any) -> None:
-        n = int(targets.shape[0])
+    def update(self, loss: Any, correct: Any, n: int) -> None:
+        """Add a batch of ``n`` examples: its mean ``loss`` and number ``correct`` (arrays)."""
         self.loss_sum = self.loss_sum + loss * n  # stays a device array: no host sync
-        self.correct = self.correct + (logits.argmax(axis=1) == targets).sum()
+        self.correct = self.correct + correct
         self.count += n
 
     def read(self) -> tuple[float, float]:
@@ -279,36 +284,60 @@ class RunningMeter:
         return float(self.loss_sum) / self.count, float(self.correct) / self.count
 
 
-def train_one_epoch(
-    model: nn.Module,
-    loader: data.DataLoader,
-    criterion: nn.CrossEntropyLoss,
-    optimizer: optim.SGD,
-    scheduler: optim.OneCycleLR,
-    desc: str,
-    progress: bool,
-) -> tuple[float, float, float]:
-    """One pass over the training data. Returns (mean loss, accuracy, images per second)."""
-    model.train()
-    meter = RunningMeter()
+def make_train_step(model: nn.Module, criterion: nn.CrossEntropyLoss, optimizer: optim.SGD) -> Any:
+    """The training step: ``step(images, labels) -> (loss, number correct)``, device arrays."""
     side = input_side(model)
-    start = time.perf_counter()
-    # disable=None: a bar only on a terminal, never in logs
-    bar = tqdm(
-        loader, desc=desc, leave=False, disable=None if progress else True, dynamic_ncols=True
-    )
-    for step, (images, labels) in enumerate(bar, 1):
+
+    def train_step(images: Any, labels: Any) -> tuple[Any, Any]:
         logits = model(resize_nearest(images, side))  # forward
         loss = criterion(logits, labels)  # loss
         optimizer.zero_grad()
         model.backward(criterion.backward())  # backward: fills every parameter's .grad
         optimizer.step()  # update the weights
+        return loss, (logits.argmax(axis=1) == labels).sum()
+
+    return train_step
+
+
+def graphed(step: Any, optimizer: optim.SGD) -> Any:
+    """``step`` recorded once as a CUDA graph and replayed (``--cuda-graph``, cupy only).
+
+    The optimiser then reads its learning rate and momentum from device memory,
+    refreshed before every step; see ``minitorch_alexnet/backend/cuda_graph.py``.
+    """
+    from minitorch_alexnet.backend.cuda_graph import GraphedStep
+
+    optimizer.hyperparameters_on_device()
+    return GraphedStep(step, warmup=2, before=optimizer.write_hyperparameters)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: data.DataLoader,
+    step: Any,
+    scheduler: optim.OneCycleLR,
+    desc: str,
+    progress: bool,
+) -> tuple[float, float, float]:
+    """One pass over the training data with ``step`` (from :func:`make_train_step`).
+
+    Returns (mean loss, accuracy, images per second).
+    """
+    model.train()
+    meter = RunningMeter()
+    start = time.perf_counter()
+    # disable=None: a bar only on a terminal, never in logs
+    bar = tqdm(
+        loader, desc=desc, leave=False, disable=None if progress else True, dynamic_ncols=True
+    )
+    for k, (images, labels) in enumerate(bar, 1):
+        loss, correct = step(images, labels)  # forward, loss, backward, update
         scheduler.step()  # next learning rate (OneCycle steps per batch)
-        meter.update(loss, logits, labels)
-        if step % LOG_EVERY == 0 or step == len(loader):
+        meter.update(loss, correct, len(labels))
+        if k % LOG_EVERY == 0 or k == len(loader):
             mean_loss, acc = meter.read()
             if not math.isfinite(mean_loss):
-                raise Diverged(f"the training loss became {mean_loss} at step {step} of {desc}")
+                raise Diverged(f"the training loss became {mean_loss} at step {k} of {desc}")
             rate = meter.count / (time.perf_counter() - start)
             bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{acc:.1%}", img_s=f"{rate:.0f}")
     B.get_backend().synchronize()
@@ -328,7 +357,8 @@ def evaluate(
     with nn.no_grad():
         for images, labels in loader:
             logits = model(resize_nearest(images, side))
-            meter.update(criterion(logits, labels), logits, labels)
+            correct = (logits.argmax(axis=1) == labels).sum()
+            meter.update(criterion(logits, labels), correct, len(labels))
     return meter.read()
 
 
@@ -412,6 +442,8 @@ def train(args: argparse.Namespace) -> int:
     test_loader = data.DataLoader(splits.test, batch_size=2 * args.batch_size)
     optimizer, scheduler = make_optimizer(model, args, len(train_loader))
     config = config_of(args, splits.name)
+    if args.cuda_graph and backend != "cupy":
+        raise TrainingError(f"--cuda-graph needs --backend cupy (this run uses {backend})")
 
     start_epoch, history = 0, []
     if args.resume:
@@ -430,16 +462,20 @@ def train(args: argparse.Namespace) -> int:
     last_epoch = args.epochs
     if args.stop_after is not None:
         last_epoch = min(args.epochs, start_epoch + args.stop_after)
+    # after any resume: a recorded graph keeps using the arrays it saw
+    step = make_train_step(model, criterion, optimizer)
+    if args.cuda_graph:
+        step = graphed(step, optimizer)
     epoch = start_epoch
     try:
         for epoch in range(start_epoch, last_epoch):
             t0 = time.perf_counter()
             train_loader.set_epoch(epoch)  # the same batches as an uninterrupted run
-            if B.get_backend().device == "cuda":  # device dropout masks: reproducible per epoch
-                B.get_backend().xp.random.seed(args.seed * 100003 + epoch)
+            # GPU dropout masks: reproducible per epoch (a no-op on the CPU)
+            B.seed_device_generator(args.seed * 100003 + epoch)
             desc = f"epoch {epoch + 1}/{args.epochs}"
             train_loss, train_acc, rate = train_one_epoch(
-                model, train_loader, criterion, optimizer, scheduler, desc, not args.no_progress
+                model, train_loader, step, scheduler, desc, not args.no_progress
             )
             test_loss, test_acc = evaluate(model, test_loader, criterion)
             if not math.isfinite(test_loss):
