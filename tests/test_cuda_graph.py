@@ -165,3 +165,15 @@ def test_cublas_matmul_equals_numpy_for_every_layout(dtype):
     )
     empty = K.matmul(mt.asarray(np.zeros((3, 0), dtype)), mt.asarray(np.zeros((0, 2), dtype)))
     np.testing.assert_array_equal(mt.to_numpy(empty), np.zeros((3, 2)))
+
+
+def test_cublas_batched_matmul_equals_numpy():
+    mt.set_backend("cupy")
+    K = mt.get_backend().kernels
+    rng = np.random.default_rng(4)
+    for dtype, tol in (("float32", 1e-5), ("float64", 1e-12)):
+        a = rng.standard_normal((36, 7, 5)).astype(dtype)
+        b = rng.standard_normal((36, 5, 9)).astype(dtype)
+        out = K.matmul(mt.asarray(a), mt.asarray(b))
+        assert out.shape == (36, 7, 9)
+        np.testing.assert_allclose(mt.to_numpy(out), a @ b, rtol=tol, atol=tol)

@@ -216,3 +216,30 @@ def test_cuda_matches_reference(case, seed, dtype):
 @pytest.mark.parametrize("layer", list(LAYERS))
 def test_cuda_matches_reference_on_the_model_layers(layer, dtype):
     _cuda_against_reference(LAYERS[layer], 11, dtype)
+
+
+@pytest.mark.parametrize("in_channels,used", [(16, True), (3, False)])
+def test_conv2d_uses_winograd_where_the_backend_offers_it(monkeypatch, in_channels, used):
+    """Conv2d switches to Winograd for 5x5 stride-1 layers with >= 16 input channels
+    when the backend says so, and then gives im2col's y, dx, dW and db."""
+    from minitorch_alexnet import nn
+
+    def run():
+        mt.manual_seed(0)
+        conv = nn.Conv2d(in_channels, 4, 5, padding=2).double()
+        x = normal(1, (2, in_channels, 7, 6))
+        dy = normal(2, (2, 4, 7, 6))
+        y = conv(x)
+        dx = conv.backward(dy)
+        return y, dx, conv.weight.grad, conv.bias.grad
+
+    with mt.use_backend("numpy") as B:
+        reference = run()
+        calls = []
+        real = B.kernels.winograd_conv2d
+        monkeypatch.setattr(B, "winograd_5x5", True)
+        monkeypatch.setattr(B.kernels, "winograd_conv2d", lambda *a: calls.append(1) or real(*a))
+        result = run()
+    assert len(calls) == (1 if used else 0)
+    for got, want in zip(result, reference):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)

@@ -63,8 +63,16 @@ class _Cublas:
                 lib.cublasSetMathMode(self.handle, _TF32_TENSOR_OP_MATH), "cublasSetMathMode"
             )
         self.gemm = {
-            cp.dtype("float32"): (lib.cublasSgemm_v2, ctypes.c_float),
-            cp.dtype("float64"): (lib.cublasDgemm_v2, ctypes.c_double),
+            cp.dtype("float32"): (
+                lib.cublasSgemm_v2,
+                lib.cublasSgemmStridedBatched,
+                ctypes.c_float,
+            ),
+            cp.dtype("float64"): (
+                lib.cublasDgemm_v2,
+                lib.cublasDgemmStridedBatched,
+                ctypes.c_double,
+            ),
         }
 
     @staticmethod
@@ -90,49 +98,57 @@ def _layout(a: Any) -> tuple[int, int] | None:
 
 
 def matmul(a: Any, b: Any) -> Any:
-    """``a @ b`` for 2-D float32/float64 CuPy arrays (m, k) x (k, n) -> (m, n), by cuBLAS."""
+    """``a @ b`` by cuBLAS, for float32/float64 CuPy arrays of one dtype.
+
+    2-D: (m, k) x (k, n) -> (m, n), operands C- or F-ordered (transposed views).
+    3-D: (batch, m, k) x (batch, k, n) -> (batch, m, n), one strided-batched product.
+    Anything else goes to CuPy's own ``@``.
+    """
     global _lib
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0] or a.dtype != b.dtype:
-        return a @ b  # anything unusual: CuPy's own product
-    if a.dtype not in (cp.dtype("float32"), cp.dtype("float64")):
+    if (
+        a.ndim != b.ndim
+        or a.ndim not in (2, 3)
+        or a.shape[-1] != b.shape[-2]
+        or a.shape[:-2] != b.shape[:-2]
+        or a.dtype != b.dtype
+        or a.dtype not in (cp.dtype("float32"), cp.dtype("float64"))
+    ):
         return a @ b
-    m, k = a.shape
-    n = b.shape[1]
-    out = cp.empty((m, n), dtype=a.dtype)
-    if m == 0 or n == 0:
+    batch = a.shape[0] if a.ndim == 3 else 1
+    m, k = a.shape[-2:]
+    n = b.shape[-1]
+    out = cp.empty((*a.shape[:-2], m, n), dtype=a.dtype)
+    if out.size == 0:
         return out
     if k == 0:
         out.fill(0)
         return out
-    la, lb = _layout(a), _layout(b)
-    if la is None:
-        a, la = cp.ascontiguousarray(a), (_OP_N, k)
-    if lb is None:
-        b, lb = cp.ascontiguousarray(b), (_OP_N, n)
+    if a.ndim == 3:  # batches: C-ordered, one after another
+        a, b = cp.ascontiguousarray(a), cp.ascontiguousarray(b)
+        la, lb = (_OP_N, k), (_OP_N, n)
+    else:
+        la, lb = _layout(a), _layout(b)
+        if la is None:
+            a, la = cp.ascontiguousarray(a), (_OP_N, k)
+        if lb is None:
+            b, lb = cp.ascontiguousarray(b), (_OP_N, n)
     if _lib is None:
         _lib = _Cublas()
-    fn, scalar = _lib.gemm[a.dtype]
+    fn, batched, scalar = _lib.gemm[a.dtype]
     one, zero = scalar(1.0), scalar(0.0)
     stream = cp.cuda.get_current_stream().ptr
     _lib._check(
         _lib.lib.cublasSetStream_v2(_lib.handle, ctypes.c_void_p(stream)), "cublasSetStream"
     )
     # column-major: out^T (n, m) = b^T (n, k) @ a^T (k, m)
-    status = fn(
-        _lib.handle,
-        lb[0],
-        la[0],
-        n,
-        m,
-        k,
-        ctypes.byref(one),
-        ctypes.c_void_p(b.data.ptr),
-        lb[1],
-        ctypes.c_void_p(a.data.ptr),
-        la[1],
-        ctypes.byref(zero),
-        ctypes.c_void_p(out.data.ptr),
-        n,
-    )
+    B_, A_, C_ = (ctypes.c_void_p(v.data.ptr) for v in (b, a, out))
+    if a.ndim == 2:
+        args = (lb[0], la[0], n, m, k, ctypes.byref(one), B_, lb[1], A_, la[1])
+        status = fn(_lib.handle, *args, ctypes.byref(zero), C_, n)
+    else:
+        stride = ctypes.c_longlong
+        args = (lb[0], la[0], n, m, k, ctypes.byref(one), B_, lb[1], stride(k * n))
+        args += (A_, la[1], stride(m * k), ctypes.byref(zero), C_, n, stride(m * n), batch)
+        status = batched(_lib.handle, *args)
     _lib._check(status, "cublas gemm")
     return out

@@ -20,6 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# 5x5 stride-1 convolutions by Winograd F(2x2, 5x5); the derivation is in winograd.py
+from .winograd import winograd_conv2d as winograd_conv2d
+from .winograd import winograd_conv2d_input_grad as winograd_conv2d_input_grad
+
 
 def out_size(size: int, kernel: int, stride: int, padding: int) -> int:
     """Output length of a convolution or pooling window: floor((W - K + 2P) / S) + 1."""

@@ -25,6 +25,7 @@ from typing import Any
 
 import cupy as cp
 
+from ._cublas import matmul
 from .winograd import ALPHA, G, _check, _pair, input_grad_as_conv, tiling
 
 _CTYPE = {cp.dtype("float32"): "float", cp.dtype("float64"): "double"}
@@ -157,9 +158,30 @@ def filter_transform(w: cp.ndarray, dtype: Any) -> cp.ndarray:
         _G_ON_DEVICE[dev] = cp.asarray(G)
     g = _G_ON_DEVICE[dev]
     O, C = w.shape[:2]
-    u = g @ w.astype(cp.float64) @ g.T  # G w[o, c] G^T for every (o, c): (O, C, 6, 6)
-    u = u.transpose(2, 3, 0, 1).reshape(ALPHA * ALPHA, O, C)  # (i, j) first: (36, O, C)
-    return cp.ascontiguousarray(u.astype(dtype))
+    u = cp.empty((ALPHA * ALPHA, O, C), dtype=dtype)
+    if u.size:  # one thread per U[r * 6 + s, o, c] = sum_ab G[r, a] w[o, c, a, b] G[s, b]
+        _filter_transform(cp.ascontiguousarray(w), g, O, C, u)
+    return u
+
+
+# G w G^T by an elementwise kernel rather than matrix products, in double precision
+# like the reference: CuPy will not record its own cuBLAS calls into a CUDA graph.
+_filter_transform = cp.ElementwiseKernel(
+    "raw T w, raw float64 g, int32 O, int32 C",
+    "U u",
+    """
+    const long long oc = i % ((long long)O * C);       // (o, c) of this element
+    const int rs = (int)(i / ((long long)O * C)), r = rs / 6, s = rs % 6;
+    double acc = 0.0;
+    for (int a = 0; a < 5; ++a) {
+        double row = 0.0;                               // (w[o, c] G^T)[a, s]
+        for (int b = 0; b < 5; ++b) row += (double)w[oc * 25 + a * 5 + b] * g[s * 5 + b];
+        acc += g[r * 5 + a] * row;
+    }
+    u = (U)acc;
+    """,
+    "minitorch_winograd_filter_transform",
+)
 
 
 def _blocks(n: int) -> tuple[int]:
@@ -219,7 +241,7 @@ def winograd_conv2d(
     Ho, Wo, _, _ = tiling(H, W, ph, pw)
     u = filter_transform(w, x.dtype)  # U = G g G^T       (36, O, C)
     v = input_transform(x, ph, pw)  # V = B^T d B         (36, C, T)
-    m = cp.matmul(u, v)  # M[k] = U[k] @ V[k]: one strided-batched GEMM   (36, O, T)
+    m = matmul(u, v)  # M[k] = U[k] @ V[k]: one strided-batched GEMM   (36, O, T)
     return output_transform(m, bias, N, Ho, Wo)  # Y = A^T M A + b   (N, O, Ho, Wo)
 
 
