@@ -277,11 +277,13 @@ def _memory_child(framework: str, model: str, batch: int, device: str) -> None:
         else:
             import cupy as cp
 
-            r = Ours("cupy", model, batch)
-            for _ in range(3):
+            graph = framework.endswith("+graph")
+            r = Ours("cupy", model, batch, graph=graph)
+            for _ in range(4):  # with a graph: two warm-up steps, the recording, a replay
                 r.train_step()
             r.sync()
-            print(cp.get_default_memory_pool().total_bytes())
+            private = r._train._pool.total_bytes() if graph else 0  # the graph's own blocks
+            print(cp.get_default_memory_pool().total_bytes() + private)
         return
     # warm up on a batch of 2 (compiles or loads the kernels, sets up thread pools),
     # then count what three full training steps add on top of the built model
