@@ -203,13 +203,21 @@ def input_transform(x: cp.ndarray, ph: int, pw: int) -> cp.ndarray:
 
 
 def output_transform(
-    m: cp.ndarray, bias: cp.ndarray | None, N: int, Ho: int, Wo: int
+    m: cp.ndarray,
+    bias: cp.ndarray | None,
+    N: int,
+    Ho: int,
+    Wo: int,
+    out: cp.ndarray | None = None,
 ) -> cp.ndarray:
-    """See ``winograd.output_transform``: M (36, O, T) (+ bias) -> y (N, O, Ho, Wo)."""
+    """See ``winograd.output_transform``: M (36, O, T) (+ bias) -> y (N, O, Ho, Wo).
+
+    ``out``, if given, is a C-contiguous (N, O, Ho, Wo) array to write y into.
+    """
     m = cp.ascontiguousarray(m)
     O = m.shape[1]
     th, tw = -(-Ho // 2), -(-Wo // 2)
-    y = cp.empty((N, O, Ho, Wo), dtype=m.dtype)
+    y = cp.empty((N, O, Ho, Wo), dtype=m.dtype) if out is None else out
     if y.size == 0:
         return y
     has_bias = bias is not None
@@ -240,9 +248,21 @@ def winograd_conv2d(
     ph, pw = _pair(padding)
     Ho, Wo, _, _ = tiling(H, W, ph, pw)
     u = filter_transform(w, x.dtype)  # U = G g G^T       (36, O, C)
-    v = input_transform(x, ph, pw)  # V = B^T d B         (36, C, T)
-    m = matmul(u, v)  # M[k] = U[k] @ V[k]: one strided-batched GEMM   (36, O, T)
-    return output_transform(m, bias, N, Ho, Wo)  # Y = A^T M A + b   (N, O, Ho, Wo)
+    y = cp.empty((N, w.shape[0], Ho, Wo), dtype=x.dtype)
+    # V and M are 9x larger than x and y; for large batches they are made for a chunk
+    # of images at a time, so the transient memory stays under _CHUNK_BYTES
+    per_image = ALPHA * ALPHA * max(w.shape[:2]) * -(-Ho // 2) * -(-Wo // 2) * x.itemsize
+    step = max(1, _CHUNK_BYTES // max(per_image, 1))
+    for n0 in range(0, N, step):
+        xs = x[n0 : n0 + step]
+        v = input_transform(xs, ph, pw)  # V = B^T d B         (36, C, T)
+        m = matmul(u, v)  # M[k] = U[k] @ V[k]: one strided-batched GEMM   (36, O, T)
+        del v
+        output_transform(m, bias, len(xs), Ho, Wo, out=y[n0 : n0 + step])  # A^T M A + b
+    return y
+
+
+_CHUNK_BYTES = 256 * 2**20  # the largest V or M made at once
 
 
 def winograd_conv2d_input_grad(
