@@ -222,3 +222,23 @@ def test_batchnorm_stats_stay_accurate_when_the_mean_dwarfs_the_spread(fast_back
     got_mean, got_var = _run(fast_backend, "batchnorm_stats", x)
     np.testing.assert_allclose(got_mean, mean, rtol=1e-12)
     np.testing.assert_allclose(got_var, var, rtol=1e-9)
+
+
+def test_numba_column_memory_is_reused_only_when_nothing_refers_to_it():
+    from minitorch_alexnet.backend import kernels_numba as nb
+
+    x = normal(0, (3, 2, 5, 7), "float32")  # a shape no other test uses
+    cols = nb.im2col(x, 3, 3, 1, 1, 1, 1)
+    view = cols.reshape(-1)[:5]  # a view keeps its base in use
+    address = cols.ctypes.data
+    del cols
+    again = nb.im2col(x, 3, 3, 1, 1, 1, 1)
+    assert again.ctypes.data != address  # the view still refers to the first buffer
+    np.testing.assert_array_equal(again, ref.im2col(x, 3, 3, 1, 1, 1, 1))
+    del view  # now the first buffer is free: the next product of its shape lands there
+    w = normal(1, (again.shape[0], 2), "float32")
+    dy = normal(2, (2, again.shape[1]), "float32")
+    product = nb.matmul(w, dy)
+    assert product.ctypes.data == address
+    np.testing.assert_allclose(product, w @ dy, rtol=1e-6)
+    assert nb.matmul(w, dy).ctypes.data != address  # in use: a fresh array instead
