@@ -292,15 +292,17 @@ def batchnorm_stats(x3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(parallel=True, **_jit)
-def _bn_normalize(x, mean, inv_std, gamma, beta, y, xhat):  # pragma: no cover - compiled
+def _bn_normalize(x, mean, inv_std, gamma, beta, affine, y, xhat):  # pragma: no cover
     N, C, L = x.shape
     for n in prange(N):  # memory order: fine for L = 1 (BatchNorm1d) and for images
         for c in range(C):
-            mu, s, g, b = mean[c], inv_std[c], gamma[c], beta[c]
+            mu, s = mean[c], inv_std[c]
             for k in range(L):
-                h = (x[n, c, k] - mu) * s
-                xhat[n, c, k] = h
-                y[n, c, k] = h * g + b
+                xhat[n, c, k] = (x[n, c, k] - mu) * s
+            if affine:
+                g, b = gamma[c], beta[c]
+                for k in range(L):
+                    y[n, c, k] = xhat[n, c, k] * g + b
 
 
 def batchnorm_normalize(
@@ -310,12 +312,12 @@ def batchnorm_normalize(
     gamma: np.ndarray | None,
     beta: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """See ``kernels_numpy.batchnorm_normalize``."""
-    y, xhat = np.empty_like(x3), np.empty_like(x3)
-    C = x3.shape[1]
-    g = gamma if gamma is not None else np.ones(C, dtype=x3.dtype)
-    b = beta if beta is not None else np.zeros(C, dtype=x3.dtype)
-    _bn_normalize(np.ascontiguousarray(x3), mean, inv_std, g, b, y, xhat)
+    """See ``kernels_numpy.batchnorm_normalize`` (without gamma, y is xhat itself)."""
+    affine = gamma is not None
+    xhat = np.empty_like(x3)
+    y = np.empty_like(x3) if affine else xhat
+    g, b = (gamma, beta) if affine else (mean, mean)  # unread without gamma
+    _bn_normalize(np.ascontiguousarray(x3), mean, inv_std, g, b, affine, y, xhat)
     return y, xhat
 
 
