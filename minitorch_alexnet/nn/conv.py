@@ -179,6 +179,7 @@ class Conv2d(Module):
         self.weight.accumulate_grad(dw.reshape(self.weight.shape))
         del s, cols, cols_g  # done with X_col: its memory can serve dX_col (same shape) below
         if self._uses_winograd(B):  # dx: the convolution of dy with the flipped filters
+            del dy  # (and the columns, above) freed before Winograd makes its buffers
             return B.kernels.winograd_conv2d_input_grad(
                 grad_out, self.weight.data, self.padding, x.shape[2:]
             )
