@@ -121,6 +121,9 @@ class GraphedStep:
                 graph = stream.end_capture()
         self._outputs = outputs
         self.graph = graph
+        # the warm-up steps left their buffers cached in the default pool; the graph
+        # has its own now, so hand those back (else GPU memory holds both)
+        cp.get_default_memory_pool().free_all_blocks()
         # recording ran nothing: this launch is the real step for these inputs
         self.graph.launch(stream)
         self.replays += 1
