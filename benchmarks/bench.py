@@ -33,7 +33,11 @@ import sys
 import time
 from collections.abc import Callable
 
-import numpy as np
+# as minitorch_alexnet does on import: no spinning OpenBLAS threads between products
+# (must precede NumPy's import; it affects our products, not PyTorch's own BLAS)
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numpy as np  # noqa: E402
 
 CPU_CASES = [("alexnet_cifar", 128), ("alexnet", 16)]
 GPU_CASES = [("alexnet_cifar", 128), ("alexnet_cifar", 512), ("alexnet", 128)]
