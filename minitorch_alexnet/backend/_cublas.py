@@ -91,9 +91,9 @@ def _layout(a: Any) -> tuple[int, int] | None:
     item = a.itemsize
     s0, s1 = a.strides
     if (s1 == item or cols == 1) and s0 % item == 0 and s0 // item >= max(cols, 1):
-        return _OP_N, max(s0 // item, 1)
+        return _OP_N, s0 // item
     if (s0 == item or rows == 1) and s1 % item == 0 and s1 // item >= max(rows, 1):
-        return _OP_T, max(s1 // item, 1)
+        return _OP_T, s1 // item
     return None
 
 

@@ -106,7 +106,6 @@ class GraphedStep:
             self._static_inputs = tuple(a.copy() for a in inputs)
             self._signature = self._signature_of(inputs)
             stream = self._stream
-            stream.synchronize()
             cp.cuda.Device().synchronize()  # all earlier work done before recording
             with stream:
                 stream.begin_capture()

@@ -559,15 +559,6 @@ class DeviceGenerator:
         """Restart the stream at ``seed`` (in place, so captured graphs keep working)."""
         self.state.set(_np.array([seed % 2**64, 0], dtype=_np.uint64))
 
-    def get_state(self) -> tuple[int, int]:
-        """``(seed, counter)`` read back from the device."""
-        seed, counter = (int(v) for v in self.state.get())
-        return seed, counter
-
-    def set_state(self, state: tuple[int, int]) -> None:
-        """Restore a state from :meth:`get_state`."""
-        self.state.set(_np.array([int(v) % 2**64 for v in state], dtype=_np.uint64))
-
     def random(self, shape: tuple[int, ...], dtype) -> cp.ndarray:
         """Uniform [0, 1) samples: one fill kernel, then one kernel advancing the counter."""
         out = cp.empty(shape, dtype=dtype)
