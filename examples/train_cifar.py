@@ -284,6 +284,11 @@ class RunningMeter:
         return float(self.loss_sum) / self.count, float(self.correct) / self.count
 
 
+def count_correct(logits: Any, labels: Any) -> Any:
+    """Rows of ``logits`` (N, K) whose largest value is at ``labels`` (N,): a 0-d array."""
+    return (logits.argmax(axis=1) == labels).sum()
+
+
 def make_train_step(model: nn.Module, criterion: nn.CrossEntropyLoss, optimizer: optim.SGD) -> Any:
     """The training step: ``step(images, labels) -> (loss, number correct)``, device arrays."""
     side = input_side(model)
@@ -294,7 +299,7 @@ def make_train_step(model: nn.Module, criterion: nn.CrossEntropyLoss, optimizer:
         optimizer.zero_grad()
         model.backward(criterion.backward())  # backward: fills every parameter's .grad
         optimizer.step()  # update the weights
-        return loss, (logits.argmax(axis=1) == labels).sum()
+        return loss, count_correct(logits, labels)
 
     return train_step
 
@@ -357,8 +362,7 @@ def evaluate(
     with nn.no_grad():
         for images, labels in loader:
             logits = model(resize_nearest(images, side))
-            correct = (logits.argmax(axis=1) == labels).sum()
-            meter.update(criterion(logits, labels), correct, len(labels))
+            meter.update(criterion(logits, labels), count_correct(logits, labels), len(labels))
     return meter.read()
 
 
