@@ -295,16 +295,42 @@ def _memory_child(framework: str, model: str, batch: int, device: str) -> None:
     small.train_step()
     del small
     r = Torch(model, batch, "cpu") if framework == "pytorch" else Ours(framework, model, batch)
-    before = _rss_bytes()
+    # The peak must be this process's own. getrusage's ru_maxrss is not: Linux carries it
+    # over exec from the parent's forked copy, so a child of a parent holding 1 GB reports
+    # at least 1 GB. /proc's VmHWM belongs to the process's own memory map, and writing 5
+    # to clear_refs resets it to the current resident size.
+    reset_peak = _reset_peak_rss()
+    before = _proc_status_bytes("VmRSS")
     for _ in range(3):
         r.train_step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if reset_peak:
+        peak = _proc_status_bytes("VmHWM")
+    else:  # no /proc (macOS): the inherited-peak caveat above applies
+        scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
     print(max(peak - before, 0))
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak resident size (VmHWM) to its current size, if possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _proc_status_bytes(field: str) -> int:
+    """A memory field of /proc/self/status (VmRSS, VmHWM), in bytes; 0 without /proc."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+    except OSError:
+        pass
+    return 0
 
 
 def measure_memory(frameworks, model, batch, device) -> dict:
