@@ -82,7 +82,7 @@ class Ours:
         self.model.train()
         self.opt.zero_grad()
         loss = self.crit(self.model(x), t)
-        self.model.backward(self.crit.backward())
+        self.model.backward(self.crit.backward(), input_grad=False)  # as PyTorch: x needs no grad
         self.opt.step()
         return loss
 

@@ -297,7 +297,8 @@ def make_train_step(model: nn.Module, criterion: nn.CrossEntropyLoss, optimizer:
         logits = model(resize_nearest(images, side))  # forward
         loss = criterion(logits, labels)  # loss
         optimizer.zero_grad()
-        model.backward(criterion.backward())  # backward: fills every parameter's .grad
+        # backward: fills every parameter's .grad (the images need no gradient of their own)
+        model.backward(criterion.backward(), input_grad=False)
         optimizer.step()  # update the weights
         return loss, count_correct(logits, labels)
 

@@ -265,3 +265,38 @@ def test_gradcheck_tiny_alexnet_cifar():
     x = np.random.default_rng(3).normal(size=(2, 1, 15, 15))
     result = gc.gradcheck(model, x, eps=1e-6, atol=1e-6, rtol=1e-4, seed=0)
     assert result.ok, result.report()
+
+
+# ------------------------------------------------------------------ input_grad=False
+@pytest.mark.parametrize("name", ["alexnet", "alexnet_cifar"])
+def test_backward_without_input_grad_gives_the_same_parameter_grads(name):
+    """``input_grad=False`` skips only dL/dx: every parameter gets the same gradient."""
+    rng = np.random.default_rng(7)
+    model = build_model(name, **SMALL[name]).double()
+    for m in model.modules():
+        if type(m).__name__ == "Dropout":
+            m.p = 0.0  # the two passes must see the same network
+    x = mt.asarray(rng.normal(size=(2, 3, INPUT[name], INPUT[name])))
+    g = mt.asarray(rng.normal(size=(2, SMALL[name]["num_classes"])))
+    grads = []
+    for input_grad in (True, False):
+        model.zero_grad()
+        model(x)
+        dx = model.backward(g, input_grad=input_grad)
+        assert (dx is None) == (not input_grad)
+        grads.append({k: mt.to_numpy(p.grad).copy() for k, p in model.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for k in grads[0]:
+        np.testing.assert_array_equal(grads[0][k], grads[1][k], err_msg=k)
+
+
+def test_sequential_input_grad_false_with_a_first_layer_that_cannot_skip():
+    """A first child whose backward has no ``input_grad`` still runs (and returns dx)."""
+    seq = nn.Sequential(nn.ReLU(), nn.Linear(3, 2)).double()
+    x = mt.asarray(np.array([[1.0, -2.0, 3.0]]))
+    seq(x)
+    dx = seq.backward(mt.asarray(np.ones((1, 2))), input_grad=False)
+    assert dx.shape == (1, 3) and dx[0, 1] == 0.0  # ReLU's gradient is 0 where x < 0
+    seq2 = nn.Sequential(nn.Linear(3, 2), nn.ReLU()).double()
+    seq2(x)
+    assert seq2.backward(mt.asarray(np.ones((1, 2))), input_grad=False) is None

@@ -94,15 +94,21 @@ class _BlockNet(nn.Module):
             x = getattr(self, name)(x)
         return x
 
-    def backward(self, grad_out: Any) -> Any:
-        """dL/dlogits (N, num_classes) -> dL/dx (N, C, H, W); fills every parameter's .grad."""
+    def backward(self, grad_out: Any, input_grad: bool = True) -> Any:
+        """dL/dlogits (N, num_classes) -> dL/dx (N, C, H, W); fills every parameter's .grad.
+
+        Training needs only the parameters' gradients: ``input_grad=False`` skips
+        dL/dx of the images (conv1's dX_col product and col2im) and returns None,
+        as PyTorch does for inputs that do not require grad.
+        """
         conv_shape = self._saved()["conv_shape"]
         g = grad_out
         for name in reversed(self._fc_blocks):
             g = getattr(self, name).backward(g)
         g = g.reshape(conv_shape)  # the flatten's backward: (N, C*H*W) -> (N, C, H, W)
+        first = self._conv_blocks[0]
         for name in reversed(self._conv_blocks):
-            g = getattr(self, name).backward(g)
+            g = getattr(self, name).backward(g, input_grad=input_grad or name != first)
         return g
 
 

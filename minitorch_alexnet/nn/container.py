@@ -6,6 +6,7 @@ backward:  dy -> fk.backward -> ... -> f1.backward -> dx
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
@@ -50,7 +51,19 @@ class Sequential(Module):
             x = m(x)
         return x
 
-    def backward(self, grad_out: Any) -> Any:
-        for m in reversed(self._modules.values()):
+    def backward(self, grad_out: Any, input_grad: bool = True) -> Any:
+        """dL/d(output) -> dL/d(input), through every child in reverse order.
+
+        With ``input_grad=False`` the first child is asked to skip its input gradient
+        (if its ``backward`` takes ``input_grad``, as Conv2d's and Linear's do), and the
+        result may be None.
+        """
+        children = list(self._modules.values())
+        for m in reversed(children[1:]):
             grad_out = m.backward(grad_out)
-        return grad_out
+        if not children:
+            return grad_out
+        first = children[0]
+        if not input_grad and "input_grad" in inspect.signature(first.backward).parameters:
+            return first.backward(grad_out, input_grad=False)
+        return first.backward(grad_out)

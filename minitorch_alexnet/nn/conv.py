@@ -157,8 +157,12 @@ class Conv2d(Module):
         self._save_for_backward(x=x, cols=keep)
         return out
 
-    def backward(self, grad_out: Any) -> Any:
-        """dL/dy (N, O, Ho, Wo) -> dL/dx (N, C, H, W); adds dL/dW and dL/db to .grad."""
+    def backward(self, grad_out: Any, input_grad: bool = True) -> Any:
+        """dL/dy (N, O, Ho, Wo) -> dL/dx (N, C, H, W); adds dL/dW and dL/db to .grad.
+
+        ``input_grad=False`` skips dL/dx (returns None): a first layer's input is the
+        images, whose gradient nobody needs, and dX_col + col2im are a third of the work.
+        """
         s = self._saved(grad_out)
         B = get_backend()
         mm = B.kernels.matmul
@@ -178,6 +182,8 @@ class Conv2d(Module):
         dw = _stack_groups(B.xp, [mm(dy[g], cols_g[g].T) for g in range(G)])  # dW_g = dY_g X_g^T
         self.weight.accumulate_grad(dw.reshape(self.weight.shape))
         del s, cols, cols_g  # done with X_col: its memory can serve dX_col (same shape) below
+        if not input_grad:
+            return None
         if self._uses_winograd(B):  # dx: the convolution of dy with the flipped filters
             del dy  # (and the columns, above) freed before Winograd makes its buffers
             return B.kernels.winograd_conv2d_input_grad(

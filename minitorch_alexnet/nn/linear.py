@@ -56,14 +56,15 @@ class Linear(Module):
         self._save_for_backward(x=x)
         return y
 
-    def backward(self, grad_out: Any) -> Any:
-        """dL/dy (N, out) -> dL/dx (N, in); adds dL/dW and dL/db to .grad."""
+    def backward(self, grad_out: Any, input_grad: bool = True) -> Any:
+        """dL/dy (N, out) -> dL/dx (N, in); adds dL/dW and dL/db to .grad.
+        ``input_grad=False`` skips dL/dx and returns None (a first layer's input)."""
         x = self._saved(grad_out)["x"]
         mm = get_backend().kernels.matmul
         self.weight.accumulate_grad(mm(grad_out.T, x))  # dW = dy^T x
         if self.bias is not None:
             self.bias.accumulate_grad(grad_out.sum(axis=0))  # db = sum_n dy
-        return mm(grad_out, self.weight.data)  # dx = dy W
+        return mm(grad_out, self.weight.data) if input_grad else None  # dx = dy W
 
 
 class Flatten(Module):
