@@ -1,10 +1,13 @@
-"""Winograd F(2x2, 5x5) against im2col + SGEMM and cuDNN, on the 5x5 layers (GPU, float32).
+"""Winograd against im2col + SGEMM and cuDNN, on the 5x5 and 3x3 layers (GPU, float32).
 
-    PYTHONPATH=. python benchmarks/winograd_gpu.py [--repeats 15] [--calls 5]
+    PYTHONPATH=. python benchmarks/winograd_gpu.py [--kernel 3|5] [--repeats 15] [--calls 5]
+                                                   [--breakdown]
 
-For AlexNetCIFAR conv1 (3 -> 64, 32x32) and conv2 (64 -> 192, 15x15) at batch 128
-and 512, and AlexNet conv2 (96 -> 256, 27x27) at batch 128, all 5x5 with padding 2,
-it times
+The layers: 5x5 with padding 2 by F(2x2, 5x5): AlexNetCIFAR conv1 (3 -> 64, 32x32)
+and conv2 (64 -> 192, 15x15) at batch 128 and 512, AlexNet conv2 (96 -> 256, 27x27)
+at batch 128; 3x3 with padding 1 by F(4x4, 3x3): AlexNetCIFAR conv3-5 (192 -> 384,
+384 -> 256, 256 -> 256 on 7x7) at batch 128 and 512, AlexNet conv3-5 (256 -> 384,
+384 -> 384, 384 -> 256 on 13x13) at batch 128. For each it times
 
 * forward: our im2col path (im2col, one SGEMM, cnhw_to_nchw with the bias: what
   Conv2d.forward does), ``winograd_cuda.winograd_conv2d``, and cuDNN
@@ -17,7 +20,9 @@ Times are CUDA-event milliseconds per call: the median of ``--repeats`` samples 
 ``--calls`` calls each, after warm-up, the methods alternating sample by sample.
 PyTorch runs with TF32 off and ``cudnn.benchmark`` on, when it is importable.
 The error columns are max |a - b| / max |b| of Winograd against im2col in float32,
-and of each against im2col in float64.
+and of each against im2col in float64. ``--breakdown`` also times the four steps
+of the Winograd forward on their own: filter transform, input transform, the
+batched product, output transform.
 """
 
 from __future__ import annotations
@@ -30,15 +35,23 @@ import numpy as np
 
 import minitorch_alexnet as mt
 
-# (name, batch, C, O, H = W); every layer is 5x5, stride 1, padding 2
+# (name, batch, C, O, H = W, kernel size K); stride 1, padding K // 2
 CASES = [
-    ("AlexNetCIFAR conv1", 128, 3, 64, 32),
-    ("AlexNetCIFAR conv1", 512, 3, 64, 32),
-    ("AlexNetCIFAR conv2", 128, 64, 192, 15),
-    ("AlexNetCIFAR conv2", 512, 64, 192, 15),
-    ("AlexNet conv2", 128, 96, 256, 27),
+    ("AlexNetCIFAR conv1", 128, 3, 64, 32, 5),
+    ("AlexNetCIFAR conv1", 512, 3, 64, 32, 5),
+    ("AlexNetCIFAR conv2", 128, 64, 192, 15, 5),
+    ("AlexNetCIFAR conv2", 512, 64, 192, 15, 5),
+    ("AlexNet conv2", 128, 96, 256, 27, 5),
+    ("AlexNetCIFAR conv3", 128, 192, 384, 7, 3),
+    ("AlexNetCIFAR conv4", 128, 384, 256, 7, 3),
+    ("AlexNetCIFAR conv5", 128, 256, 256, 7, 3),
+    ("AlexNetCIFAR conv3", 512, 192, 384, 7, 3),
+    ("AlexNetCIFAR conv4", 512, 384, 256, 7, 3),
+    ("AlexNetCIFAR conv5", 512, 256, 256, 7, 3),
+    ("AlexNet conv3", 128, 256, 384, 13, 3),
+    ("AlexNet conv4", 128, 384, 384, 13, 3),
+    ("AlexNet conv5", 128, 384, 256, 13, 3),
 ]
-K, P = 5, 2
 
 
 def _torch():
@@ -84,10 +97,14 @@ def rel_err(a, b) -> float:
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-def bench_case(cp, torch, N: int, C: int, O: int, S: int, repeats: int, calls: int) -> dict:
+def bench_case(
+    cp, torch, N: int, C: int, O: int, S: int, K: int, repeats: int, calls: int, breakdown: bool
+) -> dict:
     from minitorch_alexnet.backend import kernels_cupy as kc
+    from minitorch_alexnet.backend import winograd as wg
     from minitorch_alexnet.backend import winograd_cuda as wc
 
+    P = K // 2
     # Conv2d's matrix product: kernels_cupy.matmul where the backend has one, else CuPy's @
     mm = getattr(kc, "matmul", None) or (lambda a, b: a @ b)
     rng = np.random.default_rng(0)
@@ -98,7 +115,7 @@ def bench_case(cp, torch, N: int, C: int, O: int, S: int, repeats: int, calls: i
     dy = cp.asarray(rng.standard_normal((N, O, Ho, Wo)), dtype=cp.float32)
 
     def im2col_fwd(x=x, w=w, b=b):  # Conv2d.forward for one group
-        cols = kc.im2col(x, K, K, 1, 1, P, P)  # (C*25, N*Ho*Wo)
+        cols = kc.im2col(x, K, K, 1, 1, P, P)  # (C*K*K, N*Ho*Wo)
         y = mm(w.reshape(O, -1), cols)  # (O, N*Ho*Wo)
         return kc.cnhw_to_nchw(y.reshape(O, N, Ho, Wo), b)
 
@@ -112,6 +129,15 @@ def bench_case(cp, torch, N: int, C: int, O: int, S: int, repeats: int, calls: i
         ("dX", "im2col"): im2col_dx,
         ("dX", "winograd"): lambda: wc.winograd_conv2d_input_grad(dy, w, P, (S, S)),
     }
+    if breakdown:  # the four steps of the Winograd forward, on their own
+        v = wg.VARIANTS[K]
+        U = wc.filter_transform(w, x.dtype)
+        V = wc.input_transform(x, P, P, v)
+        M = mm(U, V)
+        methods[("steps", "filter")] = lambda: wc.filter_transform(w, x.dtype)
+        methods[("steps", "input")] = lambda: wc.input_transform(x, P, P, v)
+        methods[("steps", "gemm")] = lambda: mm(U, V)
+        methods[("steps", "output")] = lambda: wc.output_transform(M, b, N, Ho, Wo, v)
     if torch is not None:
         xt, wt, bt, dyt = (torch.as_tensor(a, device="cuda") for a in (x, w, b, dy))
         methods[("forward", "cudnn")] = lambda: torch.nn.functional.conv2d(xt, wt, bt, padding=P)
@@ -153,6 +179,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--repeats", type=int, default=15, help="timing samples per method")
     p.add_argument("--calls", type=int, default=5, help="calls per timing sample")
+    p.add_argument("--kernel", type=int, choices=(3, 5), default=None, help="only this size")
+    p.add_argument("--breakdown", action="store_true", help="time Winograd's four steps too")
     args = p.parse_args(argv)
 
     B = mt.set_backend("cupy")
@@ -169,11 +197,17 @@ def main(argv=None) -> int:
     )
     print(header)
     print("-" * len(header))
-    rows = []
-    for layer, N, C, O, S in CASES:
-        r = bench_case(cp, torch, N, C, O, S, args.repeats, args.calls)
+    rows, steps = [], []
+    for layer, N, C, O, S, K in CASES:
+        if args.kernel not in (None, K):
+            continue
+        r = bench_case(cp, torch, N, C, O, S, K, args.repeats, args.calls, args.breakdown)
         ms, err = r["ms"], r["errors"]
         rows.append((layer, N, err))
+        if args.breakdown:
+            steps.append(
+                (layer, N, [ms[("steps", s)] for s in ("filter", "input", "gemm", "output")])
+            )
 
         def cell(key, ms=ms) -> str:
             return f"{ms[key]:8.3f}" if key in ms else f"{'-':>8}"
@@ -197,6 +231,11 @@ def main(argv=None) -> int:
             f"{layer:<20}{N:>5} | {err['fwd wino/fp64']:10.2e}{err['fwd im2col/fp64']:12.2e} | "
             f"{err['dX wino/fp64']:10.2e}{err['dX im2col/fp64']:12.2e}"
         )
+    if steps:
+        print("\nWinograd forward, step by step (ms per call):")
+        print(f"{'layer':<20}{'N':>5} | {'filter':>8}{'input':>8}{'GEMM':>8}{'output':>8}")
+        for layer, N, t in steps:
+            print(f"{layer:<20}{N:>5} | " + "".join(f"{v:8.3f}" for v in t))
     return 0
 
 
