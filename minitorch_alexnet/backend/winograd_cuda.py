@@ -17,9 +17,9 @@ file first for the math), in four steps:
    compiled in for m = 2 and m = 4 (a template argument).
 
 The transforms are written out with the constants of ``winograd.BT``,
-``winograd.AT2`` and ``winograd.AT4`` (B^T has small integer entries, A^T the
-powers 0, +-1, +-2^k of the points). Tiles are numbered t = (n * th + ti) * tw + tj,
-as in the reference.
+``winograd.AT2`` and ``winograd.AT4`` (B^T has small integer entries; A^T holds
+powers of the points: 0, +-1, +-2, 4, +-8). Tiles are numbered
+t = (n * th + ti) * tw + tj, as in the reference.
 
 This module is imported only when the cupy backend is used.
 """
