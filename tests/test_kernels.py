@@ -189,8 +189,21 @@ def test_sgd_update_matches_reference(fast_backend, seed, dtype, momentum, neste
 
 @given(shape=st.tuples(st.integers(1, 4), st.integers(1, 6)), seed=seeds, dtype=dtypes)
 def test_small_elementwise_kernels_match_reference(fast_backend, shape, seed, dtype):
-    g, y = normal(seed, shape, dtype), normal(seed + 1, shape, dtype)
-    _same(_run(fast_backend, "relu_backward", g, y), ref.relu_backward(g, y), fast_backend)
+    g, x = normal(seed, shape, dtype), normal(seed + 1, shape, dtype)
+    x[0, 0] = np.nan  # max(NaN, 0) is NaN, and NaN > 0 is False
+    y, positive = ref.relu_forward(x)
+    got_y, got_positive = _run(fast_backend, "relu_forward", x)
+    _same(got_y, y, fast_backend)
+    assert got_positive.dtype == np.bool_
+    np.testing.assert_array_equal(got_positive, positive)
+    with mt.use_backend(fast_backend) as B:  # no mask asked for: none made
+        assert B.kernels.relu_forward(mt.asarray(x), False)[1] is None
+    positive[0, -1] = True  # the mask alone decides, whatever x was
+    _same(
+        _run(fast_backend, "relu_backward", g, positive),
+        ref.relu_backward(g, positive),
+        fast_backend,
+    )
     var = np.abs(normal(seed + 2, shape[1:], dtype))
     got, want = _run(fast_backend, "inv_std", var, 1e-5), ref.inv_std(var, 1e-5)
     np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == "float32" else 1e-14)

@@ -495,17 +495,31 @@ def sgd_update(
 
 
 # ------------------------------------------------------------------ small elementwise steps
+_relu_forward = cp.ElementwiseKernel(
+    "T x",
+    "T y, bool positive",
+    "positive = x > (T)0; y = positive || x != x ? x : (T)0;",
+    "minitorch_relu_forward",
+)
 _relu_backward = cp.ElementwiseKernel(
-    "T g, T y", "T dx", "dx = y > (T)0 ? g : (T)0;", "minitorch_relu_backward"
+    "T g, bool positive", "T dx", "dx = positive ? g : g * (T)0;", "minitorch_relu_backward"
 )
 _inv_std = cp.ElementwiseKernel(
     "T var, T eps", "T out", "out = (T)1 / sqrt(var + eps);", "minitorch_inv_std"
 )
 
 
-def relu_backward(grad_out: cp.ndarray, y: cp.ndarray) -> cp.ndarray:
+def relu_forward(x: cp.ndarray, mask: bool = True) -> tuple[cp.ndarray, cp.ndarray | None]:
+    """See ``kernels_numpy.relu_forward`` (y and the mask from one kernel)."""
+    if not mask:
+        return cp.maximum(x, 0), None
+    y, positive = _relu_forward(x)
+    return y, positive
+
+
+def relu_backward(grad_out: cp.ndarray, positive: cp.ndarray) -> cp.ndarray:
     """See ``kernels_numpy.relu_backward`` (one kernel instead of a compare and a product)."""
-    return _relu_backward(grad_out, y)
+    return _relu_backward(grad_out, positive)
 
 
 def inv_std(var: cp.ndarray, eps: float) -> cp.ndarray:

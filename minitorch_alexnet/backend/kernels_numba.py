@@ -369,17 +369,36 @@ def batchnorm_backward(
 
 # ------------------------------------------------------------------ elementwise steps
 @njit(parallel=True, **_jit)
-def _relu_backward(dy, y, dx):  # pragma: no cover - compiled
+def _relu_forward(x, y, positive, with_mask):  # pragma: no cover - compiled
+    for k in prange(x.size):
+        v = x[k]
+        pos = v > 0
+        y[k] = v if pos or v != v else 0  # max(v, 0), and a NaN stays NaN as in np.maximum
+        if with_mask:
+            positive[k] = pos
+
+
+def relu_forward(x: np.ndarray, mask: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """See ``kernels_numpy.relu_forward``: y and the mask [x > 0] in one pass."""
+    x = np.ascontiguousarray(x)
+    y = np.empty(x.shape, dtype=x.dtype)
+    positive = np.empty(x.shape if mask else 1, dtype=np.bool_)
+    _relu_forward(x.ravel(), y.ravel(), positive.ravel(), mask)  # flat views of the same memory
+    return y, (positive if mask else None)
+
+
+@njit(parallel=True, **_jit)
+def _relu_backward(dy, positive, dx):  # pragma: no cover - compiled
     for k in prange(dy.size):
-        # dy * [y > 0] in one pass; dy * 0 (not a plain 0) keeps NumPy's NaN and -0.0
-        dx[k] = dy[k] if y[k] > 0 else dy[k] * 0
+        # dy * [x > 0] in one pass; dy * 0 (not a plain 0) keeps NumPy's NaN and -0.0
+        dx[k] = dy[k] if positive[k] else dy[k] * 0
 
 
-def relu_backward(grad_out: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """See ``kernels_numpy.relu_backward``: dy * [y > 0], any shape."""
+def relu_backward(grad_out: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """See ``kernels_numpy.relu_backward``: dy * [x > 0], any shape."""
     dx = np.empty(grad_out.shape, dtype=grad_out.dtype)
-    dy, y = np.ascontiguousarray(grad_out), np.ascontiguousarray(y)
-    _relu_backward(dy.ravel(), y.ravel(), dx.ravel())  # flat views of the same memory
+    dy, positive = np.ascontiguousarray(grad_out), np.ascontiguousarray(positive)
+    _relu_backward(dy.ravel(), positive.ravel(), dx.ravel())  # flat views of the same memory
     return dx
 
 

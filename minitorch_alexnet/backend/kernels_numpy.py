@@ -264,9 +264,19 @@ def sgd_update(
 
 
 # ------------------------------------------------------------------ small elementwise steps
-def relu_backward(grad_out: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """dx = dy where the ReLU's output y is positive (that is, where x > 0), else 0."""
-    return grad_out * (y > 0)
+def relu_forward(x: np.ndarray, mask: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """y = max(x, 0) (a NaN stays NaN), and, if ``mask``, positive = [x > 0] as bools.
+
+    Returns:
+        y: x's shape and dtype.
+        positive: bool, x's shape (one byte per element, all backward needs), or None.
+    """
+    return np.maximum(x, 0), (x > 0 if mask else None)
+
+
+def relu_backward(grad_out: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """dx = dy where ``positive`` ([x > 0], bool) is set, else 0; shapes equal."""
+    return grad_out * positive
 
 
 def inv_std(var: np.ndarray, eps: float) -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..backend import get_backend
 from ._checks import check_array
-from .module import Module
+from .module import Module, is_grad_enabled
 
 
 class ReLU(Module):
@@ -22,11 +22,11 @@ class ReLU(Module):
 
     def forward(self, x: Any) -> Any:
         check_array(self, x)
-        xp = get_backend().xp
-        y = xp.maximum(x, 0)  # y = max(x, 0)
-        self._save_for_backward(y=y)  # y > 0 exactly where x > 0
+        # y = max(x, 0); positive = [x > 0] as bools: all backward needs, 1 byte per element
+        y, positive = get_backend().kernels.relu_forward(x, mask=is_grad_enabled())
+        self._save_for_backward(positive=positive)
         return y
 
     def backward(self, grad_out: Any) -> Any:
-        y = self._saved(grad_out)["y"]
-        return get_backend().kernels.relu_backward(grad_out, y)  # dx = dy * [x > 0]
+        positive = self._saved(grad_out)["positive"]
+        return get_backend().kernels.relu_backward(grad_out, positive)  # dx = dy * [x > 0]
