@@ -255,3 +255,29 @@ def test_numba_column_memory_is_reused_only_when_nothing_refers_to_it():
     assert product.ctypes.data == address
     np.testing.assert_allclose(product, w @ dy, rtol=1e-6)
     assert nb.matmul(w, dy).ctypes.data != address  # in use: a fresh array instead
+
+
+def test_numba_column_memory_shares_one_buffer_between_convolutions():
+    """im2col's buffers are reused by size: columns of several shapes, taken one after
+    the other and dropped, all come from one buffer; one kept alive forces a second;
+    dX_col (a product of a column shape) lands in a free one, other products do not."""
+    pytest.importorskip("numba")
+    from minitorch_alexnet.backend.kernels_numba import _ColumnMemory
+
+    mem = _ColumnMemory()
+    a = mem.take((10, 100), np.float32)  # 4000 bytes
+    a[:] = 1
+    del a
+    b = mem.take((5, 100), np.float32)  # fits in the free 4000-byte buffer
+    assert len(mem._buffers) == 1 and b.shape == (5, 100) and b.dtype == np.float32
+    view = b.reshape(-1)  # a view keeps the buffer busy after b itself is gone
+    del b
+    c = mem.take((5, 100), np.float32)
+    assert len(mem._buffers) == 2
+    assert mem.reuse((5, 100), np.float32) is None  # both busy
+    del view, c
+    d = mem.take((20, 100), np.float32)  # larger than both free ones: they are dropped
+    assert [buf.nbytes for buf in mem._buffers] == [8000]
+    del d
+    assert mem.reuse((10, 100), np.float32).shape == (10, 100)  # a column shape: reused
+    assert mem.reuse((3, 3), np.float32) is None  # never handed out: not a column matrix

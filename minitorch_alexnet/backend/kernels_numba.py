@@ -38,42 +38,64 @@ _jit = dict(cache=True, nogil=True)
 class _ColumnMemory:
     """Memory for im2col's column matrices, kept from one training step to the next.
 
-    A column matrix is large (184 MB for AlexNetCIFAR's conv2 at batch 128). Arrays of
+    A column matrix is large (176 MiB for AlexNetCIFAR's conv2 at batch 128). Arrays of
     that size come fresh from the operating system on every allocation, and the first
     write to each page of it faults; that costs about as much as writing the array.
-    So im2col keeps its buffers here, and hands one out again once nothing refers to
-    it any more. The backward pass's product dX_col = W^T dY has the same shape and
-    is computed after the columns are dropped, so it takes the same buffer: each
-    convolution holds one buffer in all, never more memory than without reuse.
+    So im2col takes its columns from buffers kept here: a request gets the smallest
+    free buffer that is large enough (viewed with the requested shape), and a new
+    buffer only when none is. A buffer is free once nothing refers to it any more.
+
+    When Conv2d recomputes the columns in backward (the default), every convolution
+    of a step takes its columns, uses them and drops them, so a single buffer, the
+    size of the largest column matrix, serves them all. The backward product
+    dX_col = W^T dY has the columns' shape and is computed after they are dropped,
+    so it takes the same buffer.
     """
 
     def __init__(self) -> None:
-        self._buffers: list[np.ndarray] = []
+        self._buffers: list[np.ndarray] = []  # flat blocks of bytes
+        self._shapes: set[tuple] = set()  # the column shapes handed out so far
         # what getrefcount reports for a buffer that only this list refers to
         probe = [np.empty(1)]
         self._free_refs = sys.getrefcount(probe[0])
 
-    def _free(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    def _view(self, b: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        return b[:n].view(dtype).reshape(shape)
+
+    def _best_free(self, nbytes: int) -> np.ndarray | None:
+        """The smallest free buffer of at least ``nbytes``, or None."""
+        best = None
         for k in range(len(self._buffers)):
             b = self._buffers[k]
-            # a view of the buffer (a reshape, a slice) refers to it as its .base
-            if b.shape == shape and b.dtype == dtype and sys.getrefcount(b) <= self._free_refs + 1:
-                return b
-        return None
+            # free: only the list and `b` refer to it (a view of the buffer, a reshape
+            # or a slice, refers to it as its .base)
+            if b.nbytes >= nbytes and sys.getrefcount(b) <= self._free_refs + 1:
+                if best is None or b.nbytes < best.nbytes:
+                    best = b
+        return best
 
     def take(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """An array of ``shape``: a free buffer of that shape, else a new one (kept)."""
-        b = self._free(shape, dtype)
+        """An array of ``shape``: a view of a free buffer, else of a new one (kept)."""
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        self._shapes.add((tuple(shape), np.dtype(dtype)))
+        b = self._best_free(nbytes)
         if b is None:
-            # the shapes changed (another batch size, evaluation): forget the free buffers
+            # free buffers too small for this request would only add to the footprint
             self._buffers = [b for b in self._buffers if sys.getrefcount(b) > self._free_refs + 1]
-            b = np.empty(shape, dtype=dtype)
+            b = np.empty(nbytes, dtype=np.uint8)
             self._buffers.append(b)
-        return b
+        return self._view(b, shape, dtype)
 
     def reuse(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
-        """A free buffer of ``shape`` if there is one (nothing new is kept)."""
-        return self._free(shape, dtype)
+        """For an array of a column matrix's shape (dX_col): a view of a free buffer, if
+        one is large enough; else None (nothing new is kept). Other shapes get None, so
+        that no small product (a weight gradient, an activation) pins a large buffer."""
+        if (tuple(shape), np.dtype(dtype)) not in self._shapes:
+            return None
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        b = self._best_free(nbytes)
+        return None if b is None else self._view(b, shape, dtype)
 
 
 _columns = _ColumnMemory()
