@@ -1,28 +1,31 @@
 """Winograd against im2col + SGEMM and cuDNN, on the 5x5 and 3x3 layers (GPU, float32).
 
-    PYTHONPATH=. python benchmarks/winograd_gpu.py [--kernel 3|5] [--repeats 15] [--calls 5]
-                                                   [--breakdown]
+    PYTHONPATH=. python benchmarks/winograd_gpu.py [--kernel 3|5] [--only TEXT]
+                                                   [--repeats 15] [--calls 5] [--breakdown]
 
-The layers: 5x5 with padding 2 by F(2x2, 5x5): AlexNetCIFAR conv1 (3 -> 64, 32x32)
-and conv2 (64 -> 192, 15x15) at batch 128 and 512, AlexNet conv2 (96 -> 256, 27x27)
-at batch 128; 3x3 with padding 1 by F(4x4, 3x3): AlexNetCIFAR conv3-5 (192 -> 384,
-384 -> 256, 256 -> 256 on 7x7) at batch 128 and 512, AlexNet conv3-5 (256 -> 384,
-384 -> 384, 384 -> 256 on 13x13) at batch 128. For each it times
+The layers: 5x5 with padding 2: AlexNetCIFAR conv1 (3 -> 64, 32x32) and conv2
+(64 -> 192, 15x15) at batch 128 and 512, AlexNet conv2 (96 -> 256, 27x27) at batch
+128, each by F(2x2, 5x5), F(3x3, 5x5) and F(4x4, 5x5); 3x3 with padding 1 by
+F(4x4, 3x3): AlexNetCIFAR conv3-5 (192 -> 384, 384 -> 256, 256 -> 256 on 7x7) at batch
+128 and 512, AlexNet conv3-5 (256 -> 384, 384 -> 384, 384 -> 256 on 13x13) at batch
+128. For each it times
 
 * forward: our im2col path (im2col, one SGEMM, cnhw_to_nchw with the bias: what
   Conv2d.forward does), ``winograd_cuda.winograd_conv2d``, and cuDNN
   (``torch.nn.functional.conv2d``);
-* input gradient dX alone (Conv2d.backward also computes dW, so it is not timed
-  whole): W^T @ dY + col2im, ``winograd_cuda.winograd_conv2d_input_grad``, and
-  cuDNN (``torch.nn.grad.conv2d_input``).
+* input gradient dX alone: W^T @ dY + col2im, ``winograd_cuda.winograd_conv2d_input_grad``,
+  and cuDNN (``torch.nn.grad.conv2d_input``);
+* weight gradient dW alone: im2col + dY X_col^T (with the transposed dY, as
+  Conv2d.backward does), ``winograd_cuda.winograd_conv2d_weight_grad``, and cuDNN
+  (``torch.nn.grad.conv2d_weight``).
 
 Times are CUDA-event milliseconds per call: the median of ``--repeats`` samples of
 ``--calls`` calls each, after warm-up, the methods alternating sample by sample.
 PyTorch runs with TF32 off and ``cudnn.benchmark`` on, when it is importable.
-The error columns are max |a - b| / max |b| of Winograd against im2col in float32,
-and of each against im2col in float64. ``--breakdown`` also times the four steps
-of the Winograd forward on their own: filter transform, input transform, the
-batched product, output transform.
+The errors are max |a - b| / max |b| of each method against im2col in float64.
+``--breakdown`` also times the four steps of the forward by the GPU's choice of
+variant (``winograd_cuda.CHOICE``): filter transform, input transform, the batched
+product, output transform.
 """
 
 from __future__ import annotations
@@ -93,7 +96,8 @@ def timer(cp, torch, fn: Callable, calls: int, use_torch_events: bool) -> Callab
 
 def rel_err(a, b) -> float:
     """max |a - b| / max |b|, in float64."""
-    a, b = mt.to_numpy(a).astype(np.float64), mt.to_numpy(b).astype(np.float64)
+    a, b = (v.cpu().numpy() if hasattr(v, "cpu") else mt.to_numpy(v) for v in (a, b))
+    a, b = a.astype(np.float64), b.astype(np.float64)
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
@@ -109,7 +113,7 @@ def bench_case(
     mm = getattr(kc, "matmul", None) or (lambda a, b: a @ b)
     rng = np.random.default_rng(0)
     Ho = Wo = S + 2 * P - K + 1
-    x = cp.asarray(rng.standard_normal((N, C, S, S)), dtype=cp.float32)
+    x = cp.asarray(np.maximum(rng.standard_normal((N, C, S, S)), 0), dtype=cp.float32)
     w = cp.asarray(rng.standard_normal((O, C, K, K)) / np.sqrt(C * K * K), dtype=cp.float32)
     b = cp.asarray(rng.standard_normal(O) * 0.1, dtype=cp.float32)
     dy = cp.asarray(rng.standard_normal((N, O, Ho, Wo)), dtype=cp.float32)
@@ -123,18 +127,27 @@ def bench_case(
         d = cp.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(O, -1)  # (O, N*Ho*Wo)
         return kc.col2im(mm(w.reshape(O, -1).T, d), shape, K, K, 1, 1, P, P)
 
+    def im2col_dw(x=x, dy=dy):  # the dW half of Conv2d.backward (columns recomputed)
+        cols = kc.im2col(x, K, K, 1, 1, P, P)
+        d = cp.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(O, -1)
+        return mm(d, cols.T).reshape(O, C, K, K)
+
+    variants = [wg.F2x2_5x5, wg.F3x3_5x5, wg.F4x4_5x5] if K == 5 else [wg.F4x4_3x3]
     methods = {
         ("forward", "im2col"): im2col_fwd,
-        ("forward", "winograd"): lambda: wc.winograd_conv2d(x, w, b, P),
         ("dX", "im2col"): im2col_dx,
-        ("dX", "winograd"): lambda: wc.winograd_conv2d_input_grad(dy, w, P, (S, S)),
+        ("dW", "im2col"): im2col_dw,
     }
+    for v in variants:
+        methods[("forward", v.ident)] = lambda v=v: wc.winograd_conv2d(x, w, b, P, v)
+        methods[("dX", v.ident)] = lambda v=v: wc.winograd_conv2d_input_grad(dy, w, P, (S, S), v)
+        methods[("dW", v.ident)] = lambda v=v: wc.winograd_conv2d_weight_grad(x, dy, P, K, v)
     if breakdown:  # the four steps of the Winograd forward, on their own
-        v = wg.VARIANTS[K]
-        U = wc.filter_transform(w, x.dtype)
+        v = wc.CHOICE[K]
+        U = wc.filter_transform(w, x.dtype, variant=v)
         V = wc.input_transform(x, P, P, v)
         M = mm(U, V)
-        methods[("steps", "filter")] = lambda: wc.filter_transform(w, x.dtype)
+        methods[("steps", "filter")] = lambda: wc.filter_transform(w, x.dtype, variant=v)
         methods[("steps", "input")] = lambda: wc.input_transform(x, P, P, v)
         methods[("steps", "gemm")] = lambda: mm(U, V)
         methods[("steps", "output")] = lambda: wc.output_transform(M, b, N, Ho, Wo, v)
@@ -142,21 +155,17 @@ def bench_case(
         xt, wt, bt, dyt = (torch.as_tensor(a, device="cuda") for a in (x, w, b, dy))
         methods[("forward", "cudnn")] = lambda: torch.nn.functional.conv2d(xt, wt, bt, padding=P)
         methods[("dX", "cudnn")] = lambda: torch.nn.grad.conv2d_input(xt.shape, wt, dyt, padding=P)
+        methods[("dW", "cudnn")] = lambda: torch.nn.grad.conv2d_weight(xt, wt.shape, dyt, padding=P)
 
-    # accuracy: winograd against im2col (float32), and both against im2col in float64
-    y32, yw = im2col_fwd(), wc.winograd_conv2d(x, w, b, P)
-    dx32, dxw = im2col_dx(), wc.winograd_conv2d_input_grad(dy, w, P, (S, S))
+    # accuracy: every method against im2col in float64
     x64, w64, b64, dy64 = (a.astype(cp.float64) for a in (x, w, b, dy))
-    y64, dx64 = im2col_fwd(x64, w64, b64), im2col_dx(dy64, w64)
-    errors = {
-        "fwd wino/im2col": rel_err(yw, y32),
-        "dX wino/im2col": rel_err(dxw, dx32),
-        "fwd wino/fp64": rel_err(yw, y64),
-        "fwd im2col/fp64": rel_err(y32, y64),
-        "dX wino/fp64": rel_err(dxw, dx64),
-        "dX im2col/fp64": rel_err(dx32, dx64),
+    exact = {
+        "forward": im2col_fwd(x64, w64, b64),
+        "dX": im2col_dx(dy64, w64),
+        "dW": im2col_dw(x64, dy64),
     }
-    del x64, w64, b64, dy64, y64, dx64
+    errors = {key: rel_err(fn(), exact[key[0]]) for key, fn in methods.items() if key[0] in exact}
+    del x64, w64, b64, dy64, exact
 
     samplers = {
         key: timer(cp, torch, fn, calls, use_torch_events=key[1] == "cudnn")
@@ -172,7 +181,11 @@ def bench_case(
     for _ in range(repeats):
         for key, sample in samplers.items():
             times[key].append(sample())
-    return {"ms": {key: statistics.median(t) for key, t in times.items()}, "errors": errors}
+    ms = {key: statistics.median(t) for key, t in times.items()}
+    return {"ms": ms, "errors": errors, "variants": [v.ident for v in variants]}
+
+
+COLUMNS = ["im2col", "F2x2_5x5", "F3x3_5x5", "F4x4_5x5", "F4x4_3x3", "cudnn"]
 
 
 def main(argv=None) -> int:
@@ -180,6 +193,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=15, help="timing samples per method")
     p.add_argument("--calls", type=int, default=5, help="calls per timing sample")
     p.add_argument("--kernel", type=int, choices=(3, 5), default=None, help="only this size")
+    p.add_argument("--only", default=None, help="only layers whose name contains this")
     p.add_argument("--breakdown", action="store_true", help="time Winograd's four steps too")
     args = p.parse_args(argv)
 
@@ -188,51 +202,30 @@ def main(argv=None) -> int:
     torch = _torch()
     name = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)["name"].decode()
     print(f"GPU: {name}; float32; PyTorch: {torch.__version__ if torch else 'not importable'}")
-    print("milliseconds per call (median of CUDA-event samples); speed-up = im2col / winograd\n")
+    print("milliseconds per call (median of CUDA-event samples), and in brackets the error")
+    print("against im2col in float64, max |a - b| / max |b|\n")
 
-    header = (
-        f"{'layer':<20}{'N':>5} | {'fwd im2col':>10}{'wino':>8}{'cuDNN':>8}{'x':>6} | "
-        f"{'dX im2col':>10}{'wino':>8}{'cuDNN':>8}{'x':>6} | "
-        f"{'err fwd':>9}{'err dX':>9}"
-    )
+    header = f"{'layer':<20}{'N':>5} {'':8}|" + "".join(f"{c:>20}" for c in COLUMNS)
     print(header)
     print("-" * len(header))
-    rows, steps = [], []
+    steps = []
     for layer, N, C, O, S, K in CASES:
-        if args.kernel not in (None, K):
+        if args.kernel not in (None, K) or (args.only and args.only not in layer):
             continue
         r = bench_case(cp, torch, N, C, O, S, K, args.repeats, args.calls, args.breakdown)
         ms, err = r["ms"], r["errors"]
-        rows.append((layer, N, err))
+        for what in ("forward", "dX", "dW"):
+            cells = "".join(
+                f"{ms[(what, c)]:9.3f} ({err[(what, c)]:7.1e})" if (what, c) in ms else f"{'':20}"
+                for c in COLUMNS
+            )
+            print(f"{layer:<20}{N:>5} {what:8}|{cells}", flush=True)
         if args.breakdown:
             steps.append(
                 (layer, N, [ms[("steps", s)] for s in ("filter", "input", "gemm", "output")])
             )
-
-        def cell(key, ms=ms) -> str:
-            return f"{ms[key]:8.3f}" if key in ms else f"{'-':>8}"
-
-        print(
-            f"{layer:<20}{N:>5} | {ms[('forward', 'im2col')]:10.3f}{cell(('forward', 'winograd'))}"
-            f"{cell(('forward', 'cudnn'))}"
-            f"{ms[('forward', 'im2col')] / ms[('forward', 'winograd')]:6.2f} | "
-            f"{ms[('dX', 'im2col')]:10.3f}{cell(('dX', 'winograd'))}{cell(('dX', 'cudnn'))}"
-            f"{ms[('dX', 'im2col')] / ms[('dX', 'winograd')]:6.2f} | "
-            f"{err['fwd wino/im2col']:9.2e}{err['dX wino/im2col']:9.2e}",
-            flush=True,
-        )
-    print("\nerrors against im2col in float64 (max |a - b| / max |b|):")
-    print(
-        f"{'layer':<20}{'N':>5} | {'fwd wino':>10}{'fwd im2col':>12} | "
-        f"{'dX wino':>10}{'dX im2col':>12}"
-    )
-    for layer, N, err in rows:
-        print(
-            f"{layer:<20}{N:>5} | {err['fwd wino/fp64']:10.2e}{err['fwd im2col/fp64']:12.2e} | "
-            f"{err['dX wino/fp64']:10.2e}{err['dX im2col/fp64']:12.2e}"
-        )
     if steps:
-        print("\nWinograd forward, step by step (ms per call):")
+        print("\nWinograd forward by the GPU's choice, step by step (ms per call):")
         print(f"{'layer':<20}{'N':>5} | {'filter':>8}{'input':>8}{'GEMM':>8}{'output':>8}")
         for layer, N, t in steps:
             print(f"{layer:<20}{N:>5} | " + "".join(f"{v:8.3f}" for v in t))

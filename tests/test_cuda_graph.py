@@ -177,3 +177,30 @@ def test_cublas_batched_matmul_equals_numpy():
         out = K.matmul(mt.asarray(a), mt.asarray(b))
         assert out.shape == (36, 7, 9)
         np.testing.assert_allclose(mt.to_numpy(out), a @ b, rtol=tol, atol=tol)
+
+
+def test_cublas_batched_matmul_reads_transposed_batches_and_accumulates():
+    """3-D operands whose matrices are transposed views (v.transpose(0, 2, 1)) are read in
+    place; ``out=`` writes into a given array and ``accumulate=True`` adds to it (the
+    Winograd weight gradient sums chunk by chunk)."""
+    mt.set_backend("cupy")
+    K = mt.get_backend().kernels
+    rng = np.random.default_rng(5)
+    for dtype, tol in (("float32", 1e-5), ("float64", 1e-12)):
+        a = rng.standard_normal((6, 7, 5)).astype(dtype)
+        b = rng.standard_normal((6, 9, 5)).astype(dtype)  # used as b^T: (6, 5, 9)
+        da, db = mt.asarray(a), mt.asarray(b).transpose(0, 2, 1)
+        for left in (da, mt.asarray(a.transpose(0, 2, 1).copy()).transpose(0, 2, 1)):
+            out = K.matmul(left, db)
+            np.testing.assert_allclose(
+                mt.to_numpy(out), a @ b.transpose(0, 2, 1), rtol=tol, atol=tol
+            )
+        out = mt.asarray(np.ones((6, 7, 9), dtype))
+        assert K.matmul(da, db, out=out) is out
+        K.matmul(da, db, out=out, accumulate=True)
+        want = 2 * (a @ b.transpose(0, 2, 1))
+        np.testing.assert_allclose(mt.to_numpy(out), want, rtol=tol, atol=tol)
+    with pytest.raises(ValueError, match="out"):
+        K.matmul(da, db, out=mt.asarray(np.ones((6, 9, 7), "float64")))
+    with pytest.raises(ValueError, match="accumulate"):
+        K.matmul(da, db, accumulate=True)

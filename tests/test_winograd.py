@@ -94,21 +94,24 @@ def tile_scale(S: np.ndarray, m: int) -> np.ndarray:
     return np.max([padded[:, :, i : i + H, j : j + W] for i in range(n) for j in range(n)], 0)
 
 
-def error_in_eps(got, want, scale, k: int) -> float:
-    """max |got - want| / (eps * S_tile) (0 where S_tile = 0 and they are equal)."""
+def error_in_eps(got, want, scale, m: int) -> float:
+    """max |got - want| / (eps * S_tile) for m x m tiles (m = 1: per output, S itself),
+    0 where S_tile = 0 and they are equal."""
     eps = np.finfo(want.dtype).eps
     err = np.abs(got.astype(np.float64) - want.astype(np.float64))
-    bound = tile_scale(scale, wg.VARIANTS[k].m)
+    bound = tile_scale(scale, m)
     if np.any(err[bound == 0] > 0):
         return np.inf
     return float((err / np.where(bound > 0, bound, 1)).max()) / eps
 
 
-def assert_close(got, want, scale, what: str, k: int) -> None:
-    """|got - want| <= FACTOR * eps * S_tile elementwise (S_tile = 0 asks for equality)."""
+def assert_close(got, want, scale, what: str, v: wg.Variant, m: int | None = None) -> None:
+    """|got - want| <= FACTOR * eps * S_tile elementwise (S_tile = 0 asks for equality),
+    S_tile over v's m x m tiles, or over m x m if given (m = 1 for the weight gradient,
+    whose every entry is one sum over all tiles)."""
     assert got.shape == want.shape and got.dtype == want.dtype, (got.shape, want.shape)
-    worst = error_in_eps(got, want, scale, k)
-    assert worst <= FACTOR, f"{what} ({k}x{k}): error up to {worst:.1f} eps * S_tile"
+    worst = error_in_eps(got, want, scale, v.m if m is None else m)
+    assert worst <= FACTOR, f"{what} ({v.name}): error up to {worst:.1f} eps * S_tile"
 
 
 def random_conv(case: ConvCase, seed: int, dtype: str):
@@ -122,64 +125,140 @@ def random_conv(case: ConvCase, seed: int, dtype: str):
 
 
 # ---------------------------------------------------------------- the transform matrices
-POINTS = [0, 1, -1, 2, -2]  # and infinity
+# every variant, and the weight gradient's F(r x r, m x m) of each
+ALL = [wg.F2x2_5x5, wg.F4x4_3x3, wg.F3x3_5x5, wg.F4x4_5x5]
+FIVE = [wg.F2x2_5x5, wg.F3x3_5x5, wg.F4x4_5x5]  # the 5x5 ones
+WITH_WEIGHT_GRAD = ALL + [wg.weight_grad_variant(v) for v in ALL]
 
 
-def evaluation(n: int) -> np.ndarray:
+def evaluation(points, n: int) -> np.ndarray:
     """Values of a polynomial with n coefficients at the points; at infinity: the last."""
-    return np.array([[a**k for k in range(n)] for a in POINTS] + [[0] * (n - 1) + [1]], float)
+    rows = [[float(a) ** k for k in range(n)] for a in points] + [[0] * (n - 1) + [1]]
+    return np.array(rows, float)
 
 
-@pytest.mark.parametrize("k", [5, 3])
-def test_transform_matrices_come_from_the_interpolation_points(k):
-    v = wg.VARIANTS[k]
-    assert (v.r, v.m + v.r - 1) == (k, wg.ALPHA)
-    # B^T = D^-1 L^T with L the inverse of the 6x6 evaluation (the same for both
-    # variants: it depends on the points alone); G = D E_g; A^T = E_h^T
-    N = [np.prod([a - b for b in POINTS if b != a]) for a in POINTS] + [1]
-    np.testing.assert_allclose(wg.BT, np.diag(N) @ np.linalg.inv(evaluation(6)).T, atol=1e-12)
-    np.testing.assert_allclose(v.G, np.diag(1 / np.array(N, float)) @ evaluation(k), atol=1e-15)
-    np.testing.assert_array_equal(v.AT, evaluation(v.m).T)
-    assert wg.BT.dtype == v.G.dtype == v.AT.dtype == np.float64
+@pytest.mark.parametrize("v", WITH_WEIGHT_GRAD, ids=lambda v: v.ident)
+def test_transform_matrices_come_from_the_interpolation_points(v):
+    """B^T = D^-1 L^T with L the inverse of the alpha x alpha evaluation (for the six
+    points, the same for both alpha = 6 variants: it depends on the points alone);
+    G = D E_g; A^T = E_h^T; here by floating-point inversion, independently of the exact
+    fractions of winograd_matrices (and of the 6x6 literals)."""
+    P = v.points
+    assert v.alpha == v.m + v.r - 1 == len(P) + 1 and len(set(P)) == len(P)
+    N = [np.prod([float(a - b) for b in P if b != a]) for a in P] + [1]
+    L = np.linalg.inv(evaluation(P, v.alpha))
+    np.testing.assert_allclose(v.BT, np.diag(N) @ L.T, atol=1e-10)
+    np.testing.assert_allclose(
+        v.G, np.diag(1 / np.array(N, float)) @ evaluation(P, v.r), atol=1e-14
+    )
+    np.testing.assert_array_equal(v.AT, evaluation(P, v.m).T)
+    assert v.BT.dtype == v.G.dtype == v.AT.dtype == np.float64
+
+
+def test_six_point_literals_are_the_derived_matrices():
+    """BT, G5, AT2, G3, AT4 (written out in winograd.py) are what winograd_matrices gives."""
+    for v, (m, r) in ((wg.F2x2_5x5, (2, 5)), (wg.F4x4_3x3, (4, 3))):
+        bt, g, at = wg.winograd_matrices(m, r, wg.SIX_POINTS)
+        np.testing.assert_array_equal(bt, wg.BT)
+        np.testing.assert_array_equal(g, v.G)
+        np.testing.assert_array_equal(at, v.AT)
+    with pytest.raises(ValueError, match="distinct"):
+        wg.winograd_matrices(4, 5, (0, 1, -1, 2, -2, 3))  # one too few
+    with pytest.raises(ValueError, match="distinct"):
+        wg.winograd_matrices(2, 5, (0, 1, 1, 2, -2))
 
 
 @settings(max_examples=20)
-@given(seed=seeds, k=st.sampled_from([5, 3]))
-def test_one_dimensional_identity(seed, k):
+@given(seed=seeds, v=st.sampled_from(WITH_WEIGHT_GRAD))
+def test_one_dimensional_identity(seed, v):
     """A^T [(G g) ⊙ (B^T d)] is the correlation y[i] = sum_j d[i + j] g[j], i = 0..m-1."""
-    v = wg.VARIANTS[k]
     rng = np.random.default_rng(seed)
-    d, g = rng.standard_normal(6), rng.standard_normal(k)
-    want = np.array([d[i : i + k] @ g for i in range(v.m)])
-    np.testing.assert_allclose(v.AT @ ((v.G @ g) * (wg.BT @ d)), want, rtol=1e-12, atol=1e-12)
+    d, g = rng.standard_normal(v.alpha), rng.standard_normal(v.r)
+    want = np.array([d[i : i + v.r] @ g for i in range(v.m)])
+    np.testing.assert_allclose(v.AT @ ((v.G @ g) * (v.BT @ d)), want, rtol=1e-11, atol=1e-11)
 
 
 @settings(max_examples=10)
-@given(seed=seeds, k=st.sampled_from([5, 3]))
-def test_two_dimensional_identity(seed, k):
-    """A^T [(G g G^T) ⊙ (B^T d B)] A is the m x m correlation of a 6x6 tile with a k x k
-    filter."""
-    v, m = wg.VARIANTS[k], wg.VARIANTS[k].m
+@given(seed=seeds, v=st.sampled_from(WITH_WEIGHT_GRAD))
+def test_two_dimensional_identity(seed, v):
+    """A^T [(G g G^T) ⊙ (B^T d B)] A is the m x m correlation of an alpha x alpha tile
+    with an r x r filter."""
+    k, m = v.r, v.m
     rng = np.random.default_rng(seed)
-    d, g = rng.standard_normal((6, 6)), rng.standard_normal((k, k))
+    d, g = rng.standard_normal((v.alpha, v.alpha)), rng.standard_normal((k, k))
     want = np.array([[np.sum(d[r : r + k, s : s + k] * g) for s in range(m)] for r in range(m)])
-    got = v.AT @ ((v.G @ g @ v.G.T) * (wg.BT @ d @ wg.BT.T)) @ v.AT.T
-    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    got = v.AT @ ((v.G @ g @ v.G.T) * (v.BT @ d @ v.BT.T)) @ v.AT.T
+    np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("v", ALL, ids=lambda v: v.ident)
+def test_generated_cuda_transforms_are_the_matrices(v):
+    """The CUDA source's transforms (written out from the matrices), evaluated as
+    arithmetic on the CPU, give B^T z, G z and A^T z: each line r[k * rs] = ... is
+    row k of its matrix."""
+    import re
+
+    from minitorch_alexnet.backend.winograd_cuda_source import source
+
+    src = source(v)
+    rng = np.random.default_rng(1)
+    for struct in (v, wg.weight_grad_variant(v)):
+        body = src[src.index(f"struct {struct.ident} {{") :]
+        body = body[: body.index("\n};")]
+        for name, mat in (("bt", struct.BT), ("g", struct.G), ("at", struct.AT)):
+            fn = body[body.index(f"void {name}(") :]
+            fn = fn[: fn.index("\n    }")]
+            z = rng.standard_normal(mat.shape[1])
+            env = {f"z{j}": float(z[j]) for j in range(len(z))}
+            got = {}
+            for k, expr in re.findall(r"r\[([^\]]*)\] = (.*);", fn):
+                row = 0 if k == "0" else 1 if k == "rs" else int(k.split()[0])
+                got[row] = eval(expr.replace("(T)", ""), {}, env)  # noqa: S307 - our own source
+            assert sorted(got) == list(range(mat.shape[0])), (struct.name, name)
+            np.testing.assert_allclose([got[k] for k in sorted(got)], mat @ z, rtol=1e-13)
 
 
 # ---------------------------------------------------------------- the NumPy reference
+def weight_grad_and_scale(case: ConvCase, x, dy):
+    """dL/dw by im2col (NumPy: dY X_col^T) and its scale: S = the same with |x|, |dy| (in
+    float64), the largest over each filter's r x r entries, which Winograd computes
+    together (A'^T M A'), so they share their rounding errors."""
+    from minitorch_alexnet.backend import kernels_numpy as kn
+
+    def dw(x, dy):
+        cols = kn.im2col(x, case.kh, case.kw, 1, 1, case.ph, case.pw)
+        d = dy.transpose(1, 0, 2, 3).reshape(case.O, -1)
+        return (d @ cols.T).reshape(case.O, case.C, case.kh, case.kw)
+
+    S = dw(np.abs(x).astype(np.float64), np.abs(dy).astype(np.float64))
+    return dw(x, dy), np.broadcast_to(S.max(axis=(2, 3), keepdims=True), S.shape)
+
+
+def variants_for(k: int) -> list:
+    return FIVE if k == 5 else [wg.F4x4_3x3]
+
+
 @settings(max_examples=40)
-@given(case=winograd_cases(), seed=seeds, dtype=st.sampled_from(["float32", "float64"]))
-def test_reference_matches_im2col_conv2d(case, seed, dtype):
+@given(
+    case=winograd_cases(),
+    seed=seeds,
+    dtype=st.sampled_from(["float32", "float64"]),
+    pick=st.integers(0, 2),
+)
+def test_reference_matches_im2col_conv2d(case, seed, dtype, pick):
     x, w, b, dy = random_conv(case, seed, dtype)
+    v = variants_for(case.kh)[pick % len(variants_for(case.kh))]
     y, dx, y_scale, dx_scale = im2col_conv(case, x, w, b, dy)
-    y2 = wg.winograd_conv2d(x, w, b, case.padding)
-    dx2 = wg.winograd_conv2d_input_grad(dy, w, case.padding, (case.H, case.W))
-    assert_close(y2, y, y_scale, "forward", case.kh)
-    assert_close(dx2, dx, dx_scale, "input gradient", case.kh)
+    dw, dw_scale = weight_grad_and_scale(case, x, dy)
+    y2 = wg.winograd_conv2d(x, w, b, case.padding, v)
+    dx2 = wg.winograd_conv2d_input_grad(dy, w, case.padding, (case.H, case.W), v)
+    dw2 = wg.winograd_conv2d_weight_grad(x, dy, case.padding, case.kh, v)
+    assert_close(y2, y, y_scale, "forward", v)
+    assert_close(dx2, dx, dx_scale, "input gradient", v)
+    assert_close(dw2, dw, dw_scale, "weight gradient", v, m=1)
     if dtype == "float64":  # and the plain relative error the float64 path promises
-        np.testing.assert_allclose(y2, y, rtol=1e-10, atol=1e-10 * np.abs(y).max())
-        np.testing.assert_allclose(dx2, dx, rtol=1e-10, atol=1e-10 * np.abs(dx).max())
+        for got, want in ((y2, y), (dx2, dx), (dw2, dw)):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
 
 
 def _layer(N: int, C: int, O: int, S: int, k: int) -> ConvCase:
@@ -205,10 +284,16 @@ LAYERS = {
 def test_reference_matches_im2col_on_the_model_layers(layer):
     case = LAYERS[layer]
     x, w, b, dy = random_conv(case, 7, "float32")
+    x = np.maximum(x, 0)  # as after a ReLU
     y, dx, y_scale, dx_scale = im2col_conv(case, x, w, b, dy)
-    assert_close(wg.winograd_conv2d(x, w, b, case.padding), y, y_scale, "forward", case.kh)
-    dx2 = wg.winograd_conv2d_input_grad(dy, w, case.padding, (case.H, case.W))
-    assert_close(dx2, dx, dx_scale, "input gradient", case.kh)
+    dw, dw_scale = weight_grad_and_scale(case, x, dy)
+    for v in variants_for(case.kh):
+        y2 = wg.winograd_conv2d(x, w, b, case.padding, v)
+        assert_close(y2, y, y_scale, "forward", v)
+        dx2 = wg.winograd_conv2d_input_grad(dy, w, case.padding, (case.H, case.W), v)
+        assert_close(dx2, dx, dx_scale, "input gradient", v)
+        dw2 = wg.winograd_conv2d_weight_grad(x, dy, case.padding, case.kh, v)
+        assert_close(dw2, dw, dw_scale, "weight gradient", v, m=1)
 
 
 def test_reference_rejects_what_it_cannot_do():
@@ -223,31 +308,49 @@ def test_reference_rejects_what_it_cannot_do():
         wg.winograd_conv2d_input_grad(np.zeros((1, 3, 4, 4)), np.zeros((3, 2, 5, 5)), 2, (5, 5))
     with pytest.raises(ValueError, match="does not come from"):
         wg.winograd_conv2d_input_grad(np.zeros((1, 3, 4, 4)), np.zeros((3, 2, 3, 3)), 0, (4, 4))
+    with pytest.raises(ValueError, match="does not fit"):  # a 5x5 variant for 3x3 filters
+        wg.winograd_conv2d(x, np.zeros((3, 2, 3, 3)), None, 1, wg.F4x4_5x5)
+    with pytest.raises(ValueError, match="does not come from"):
+        wg.winograd_conv2d_weight_grad(x, np.zeros((1, 3, 3, 3)), 1, 3)
+    with pytest.raises(ValueError, match="no variant"):
+        wg.winograd_conv2d_weight_grad(x, np.zeros((1, 3, 4, 4)), 1, 3, wg.F4x4_5x5)
 
 
 # ---------------------------------------------------------------- the CUDA path
-def _cuda_against_reference(case: ConvCase, seed: int, dtype: str) -> None:
+def _cuda_against_reference(case: ConvCase, seed: int, dtype: str, v: wg.Variant) -> None:
     from minitorch_alexnet.backend import winograd_cuda
 
     cp = mt.get_backend("cupy").xp
     x, w, b, dy = random_conv(case, seed, dtype)
     _, _, y_scale, dx_scale = im2col_conv(case, x, w, b, dy)
-    want_y = wg.winograd_conv2d(x, w, b, case.padding)
-    want_dx = wg.winograd_conv2d_input_grad(dy, w, case.padding, (case.H, case.W))
-    dev = [None if a is None else cp.asarray(a) for a in (x, w, b, dy)]
-    y = winograd_cuda.winograd_conv2d(dev[0], dev[1], dev[2], case.padding)
-    dx = winograd_cuda.winograd_conv2d_input_grad(dev[3], dev[1], case.padding, (case.H, case.W))
+    _, dw_scale = weight_grad_and_scale(case, x, dy)
+    hw = (case.H, case.W)
+    want_y = wg.winograd_conv2d(x, w, b, case.padding, v)
+    want_dx = wg.winograd_conv2d_input_grad(dy, w, case.padding, hw, v)
+    want_dw = wg.winograd_conv2d_weight_grad(x, dy, case.padding, case.kh, v)
+    dx_, w_, b_, dy_ = [None if a is None else cp.asarray(a) for a in (x, w, b, dy)]
+    y = winograd_cuda.winograd_conv2d(dx_, w_, b_, case.padding, v)
+    dx = winograd_cuda.winograd_conv2d_input_grad(dy_, w_, case.padding, hw, v)
+    dw = winograd_cuda.winograd_conv2d_weight_grad(dx_, dy_, case.padding, case.kh, v)
     # same transforms, other order of additions (kernels, cuBLAS): the same tolerance
-    assert_close(cp.asnumpy(y), want_y, y_scale, "GPU forward", case.kh)
-    assert_close(cp.asnumpy(dx), want_dx, dx_scale, "GPU input gradient", case.kh)
+    assert_close(cp.asnumpy(y), want_y, y_scale, "GPU forward", v)
+    assert_close(cp.asnumpy(dx), want_dx, dx_scale, "GPU input gradient", v)
+    assert_close(cp.asnumpy(dw), want_dw, dw_scale, "GPU weight gradient", v, m=1)
 
 
 @pytest.mark.gpu
 @requires_gpu
-@settings(max_examples=25)
-@given(case=winograd_cases(), seed=seeds, dtype=st.sampled_from(["float32", "float64"]))
-def test_cuda_matches_reference(case, seed, dtype):
-    _cuda_against_reference(case, seed, dtype)
+@settings(max_examples=30)
+@given(
+    case=winograd_cases(),
+    seed=seeds,
+    dtype=st.sampled_from(["float32", "float64"]),
+    pick=st.integers(0, 2),
+)
+def test_cuda_matches_reference(case, seed, dtype, pick):
+    _cuda_against_reference(
+        case, seed, dtype, variants_for(case.kh)[pick % len(variants_for(case.kh))]
+    )
 
 
 @pytest.mark.gpu
@@ -255,52 +358,68 @@ def test_cuda_matches_reference(case, seed, dtype):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("layer", list(LAYERS))
 def test_cuda_matches_reference_on_the_model_layers(layer, dtype):
-    _cuda_against_reference(LAYERS[layer], 11, dtype)
+    from minitorch_alexnet.backend import winograd_cuda
+
+    case = LAYERS[layer]
+    for v in {wg.VARIANTS[case.kh], winograd_cuda.CHOICE[case.kh]}:  # default, the GPU's
+        _cuda_against_reference(case, 11, dtype, v)
 
 
 @pytest.mark.gpu
 @requires_gpu
-@pytest.mark.parametrize("k", [5, 3])
-def test_cuda_filter_transform_matches_reference(k):
+@pytest.mark.parametrize("v", ALL, ids=lambda v: v.ident)
+def test_cuda_filter_transform_matches_reference(v):
     """U = G g G^T of the filters, and of the input gradient's flipped, channel-swapped
     filters (read straight from w), as the reference computes them (both in float64)."""
     from minitorch_alexnet.backend import winograd_cuda
 
     cp = mt.get_backend("cupy").xp
+    k = v.r
     w = normal(5, (7, 3, k, k))
     w_t, _, _ = wg.input_grad_as_conv(w, k // 2, (4, 4), (4, 4))
-    got = winograd_cuda.filter_transform(cp.asarray(w), np.float64)
-    got_t = winograd_cuda.filter_transform(cp.asarray(w), np.float64, flip=True)
+    got = winograd_cuda.filter_transform(cp.asarray(w), np.float64, variant=v)
+    got_t = winograd_cuda.filter_transform(cp.asarray(w), np.float64, flip=True, variant=v)
     for u, want in (
-        (got, wg.filter_transform(w, np.float64)),
-        (got_t, wg.filter_transform(w_t, np.float64)),
+        (got, wg.filter_transform(w, np.float64, v)),
+        (got_t, wg.filter_transform(w_t, np.float64, v)),
     ):
         np.testing.assert_allclose(cp.asnumpy(u), want, rtol=1e-13, atol=1e-13 * np.abs(want).max())
 
 
 @pytest.mark.gpu
 @requires_gpu
-@pytest.mark.parametrize("k", [5, 3])
-def test_cuda_works_through_a_batch_in_chunks(monkeypatch, k):
+@pytest.mark.parametrize("v", ALL, ids=lambda v: v.ident)
+def test_cuda_works_through_a_batch_in_chunks(monkeypatch, v):
     """With a chunk smaller than one batch's V, the images go through in several chunks
-    and give what one pass gives."""
+    and give what one pass gives (the weight gradient adds the chunks' sums up)."""
     from minitorch_alexnet.backend import winograd_cuda
 
     cp = mt.get_backend("cupy").xp
-    case = _layer(5, 8, 6, 9, k)
+    case = _layer(5, 8, 6, 9, v.r)
     x, w, b, dy = (None if a is None else cp.asarray(a) for a in random_conv(case, 3, "float64"))
-    whole = winograd_cuda.winograd_conv2d(x, w, b, case.padding)
+
+    def run():
+        y = winograd_cuda.winograd_conv2d(x, w, b, case.padding, v)
+        dw = winograd_cuda.winograd_conv2d_weight_grad(x, dy, case.padding, v.r, v)
+        return y, dw
+
+    whole = run()
     monkeypatch.setattr(winograd_cuda, "_CHUNK_BYTES", 1)  # one image at a time
-    chunked = winograd_cuda.winograd_conv2d(x, w, b, case.padding)
-    cp.testing.assert_allclose(chunked, whole, rtol=0, atol=0)
+    chunked = run()
+    cp.testing.assert_allclose(chunked[0], whole[0], rtol=0, atol=0)
+    cp.testing.assert_allclose(chunked[1], whole[1], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("weight_grad", [False, True])
 @pytest.mark.parametrize("k", [5, 3])
 @pytest.mark.parametrize("in_channels,used", [(16, True), (3, False)])
-def test_conv2d_uses_winograd_where_the_backend_offers_it(monkeypatch, k, in_channels, used):
+def test_conv2d_uses_winograd_where_the_backend_offers_it(
+    monkeypatch, k, in_channels, used, weight_grad
+):
     """Conv2d switches to Winograd for 5x5 and 3x3 stride-1 layers with >= 16 input
-    channels when the backend offers it for that size, and then gives im2col's y, dx,
-    dW and db; a size the backend does not offer keeps im2col."""
+    channels when the backend offers it for that size (and for dW, with
+    ``winograd_weight_grad``), and then gives im2col's y, dx, dW and db; a size the
+    backend does not offer keeps im2col."""
     from minitorch_alexnet import nn
 
     def run():
@@ -314,9 +433,16 @@ def test_conv2d_uses_winograd_where_the_backend_offers_it(monkeypatch, k, in_cha
 
     with mt.use_backend("numpy") as B:
         reference = run()
-        calls = []
+        calls, dw_calls = [], []
         real = B.kernels.winograd_conv2d
         monkeypatch.setattr(B.kernels, "winograd_conv2d", lambda *a: calls.append(1) or real(*a))
+        monkeypatch.setattr(
+            B.kernels,  # the reference's, where a backend's kernels have none
+            "winograd_conv2d_weight_grad",
+            lambda *a: dw_calls.append(1) or wg.winograd_conv2d_weight_grad(*a),
+            raising=False,
+        )
+        monkeypatch.setattr(B, "winograd_weight_grad", weight_grad)
         for size, offered in ((5, False), (3, False)):  # nothing offered: im2col
             monkeypatch.setattr(B, f"winograd_{size}x{size}", offered)
         run()
@@ -328,5 +454,6 @@ def test_conv2d_uses_winograd_where_the_backend_offers_it(monkeypatch, k, in_cha
         monkeypatch.setattr(B, f"winograd_{k}x{k}", True)
         result = run()
     assert len(calls) == (1 if used else 0)
+    assert len(dw_calls) == (1 if used and weight_grad else 0)
     for got, want in zip(result, reference):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)

@@ -91,6 +91,9 @@ class Backend:
         # and its 3x3 layers by F(4x4, 3x3): measured 1.3-3.0x faster than im2col on the
         # GPU, also on 7x7 maps, where the 4x4 tiles compute 8x8 outputs
         self.winograd_3x3 = device == "cuda"
+        # and, for the layers above, the weight gradient by Winograd too (no im2col
+        # columns in backward): where the backend's kernels offer it (the GPU)
+        self.winograd_weight_grad = device == "cuda"
 
     def __repr__(self) -> str:
         return f"Backend(name={self.name!r}, device={self.device!r})"

@@ -97,12 +97,25 @@ def _layout(a: Any) -> tuple[int, int] | None:
     return None
 
 
-def matmul(a: Any, b: Any) -> Any:
+def _batched_layout(a: Any) -> tuple[int, int, int] | None:
+    """(transpose flag, leading dimension, batch stride) of 3-D ``a`` whose matrices
+    each have a layout :func:`_layout` reads; None otherwise."""
+    lay = _layout(a[0]) if a.shape[0] else None
+    if lay is None or a.strides[0] % a.itemsize:
+        return None
+    return (*lay, a.strides[0] // a.itemsize)
+
+
+def matmul(a: Any, b: Any, out: Any = None, accumulate: bool = False) -> Any:
     """``a @ b`` by cuBLAS, for float32/float64 CuPy arrays of one dtype.
 
     2-D: (m, k) x (k, n) -> (m, n), operands C- or F-ordered (transposed views).
-    3-D: (batch, m, k) x (batch, k, n) -> (batch, m, n), one strided-batched product.
-    Anything else goes to CuPy's own ``@``.
+    3-D: (batch, m, k) x (batch, k, n) -> (batch, m, n), one strided-batched product;
+    each operand's matrices C- or F-ordered (``v.transpose(0, 2, 1)`` of a C-ordered v
+    is read in place).
+    ``out``: a C-contiguous array of the result's shape and dtype to write into;
+    ``accumulate=True`` adds the product to it (out += a @ b) instead.
+    Anything else (without ``out``) goes to CuPy's own ``@``.
     """
     global _lib
     if (
@@ -113,19 +126,31 @@ def matmul(a: Any, b: Any) -> Any:
         or a.dtype != b.dtype
         or a.dtype not in (cp.dtype("float32"), cp.dtype("float64"))
     ):
+        if out is not None:
+            raise ValueError("matmul with out=: float32/float64 2-D or 3-D operands of one dtype")
         return a @ b
     batch = a.shape[0] if a.ndim == 3 else 1
     m, k = a.shape[-2:]
     n = b.shape[-1]
-    out = cp.empty((*a.shape[:-2], m, n), dtype=a.dtype)
+    shape = (*a.shape[:-2], m, n)
+    if out is None:
+        if accumulate:
+            raise ValueError("matmul: accumulate=True needs out=")
+        out = cp.empty(shape, dtype=a.dtype)
+    elif out.shape != shape or out.dtype != a.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"matmul: out must be C-contiguous {shape} {a.dtype}")
     if out.size == 0:
         return out
     if k == 0:
-        out.fill(0)
+        if not accumulate:
+            out.fill(0)
         return out
-    if a.ndim == 3:  # batches: C-ordered, one after another
-        a, b = cp.ascontiguousarray(a), cp.ascontiguousarray(b)
-        la, lb = (_OP_N, k), (_OP_N, n)
+    if a.ndim == 3:  # batches: each operand's matrices one after another
+        la, lb = _batched_layout(a), _batched_layout(b)
+        if la is None:
+            a, la = cp.ascontiguousarray(a), (_OP_N, k, m * k)
+        if lb is None:
+            b, lb = cp.ascontiguousarray(b), (_OP_N, n, k * n)
     else:
         la, lb = _layout(a), _layout(b)
         if la is None:
@@ -135,7 +160,7 @@ def matmul(a: Any, b: Any) -> Any:
     if _lib is None:
         _lib = _Cublas()
     fn, batched, scalar = _lib.gemm[a.dtype]
-    one, zero = scalar(1.0), scalar(0.0)
+    one, beta = scalar(1.0), scalar(1.0 if accumulate else 0.0)
     stream = cp.cuda.get_current_stream().ptr
     _lib._check(
         _lib.lib.cublasSetStream_v2(_lib.handle, ctypes.c_void_p(stream)), "cublasSetStream"
@@ -144,11 +169,11 @@ def matmul(a: Any, b: Any) -> Any:
     B_, A_, C_ = (ctypes.c_void_p(v.data.ptr) for v in (b, a, out))
     if a.ndim == 2:
         args = (lb[0], la[0], n, m, k, ctypes.byref(one), B_, lb[1], A_, la[1])
-        status = fn(_lib.handle, *args, ctypes.byref(zero), C_, n)
+        status = fn(_lib.handle, *args, ctypes.byref(beta), C_, n)
     else:
         stride = ctypes.c_longlong
-        args = (lb[0], la[0], n, m, k, ctypes.byref(one), B_, lb[1], stride(k * n))
-        args += (A_, la[1], stride(m * k), ctypes.byref(zero), C_, n, stride(m * n), batch)
+        args = (lb[0], la[0], n, m, k, ctypes.byref(one), B_, lb[1], stride(lb[2]))
+        args += (A_, la[1], stride(la[2]), ctypes.byref(beta), C_, n, stride(m * n), batch)
         status = batched(_lib.handle, *args)
     _lib._check(status, "cublas gemm")
     return out

@@ -23,6 +23,7 @@ from ._cublas import matmul as matmul  # cuBLAS called directly: CUDA graphs can
 from .kernels_numpy import out_size
 from .winograd_cuda import winograd_conv2d as winograd_conv2d
 from .winograd_cuda import winograd_conv2d_input_grad as winograd_conv2d_input_grad
+from .winograd_cuda import winograd_conv2d_weight_grad as winograd_conv2d_weight_grad
 
 _CTYPE = {cp.dtype("float32"): "float", cp.dtype("float64"): "double"}
 

@@ -1,13 +1,20 @@
-"""Winograd convolution, F(2x2, 5x5) and F(4x4, 3x3): the readable reference (NumPy or CuPy).
+"""Winograd convolution, F(2x2, 5x5), F(4x4, 3x3) and larger tiles: the readable reference
+(NumPy or CuPy).
 
 A k x k convolution with stride 1 costs k^2 multiplications per output pixel and
 input channel. Winograd's minimal filtering algorithm F(m x m, r x r) computes an
 m x m block of outputs of an r x r filter from an (m + r - 1) x (m + r - 1) block
 of inputs with (m + r - 1)^2 multiplications, at the price of cheap linear
-transforms before and after. Two variants live here, both with 6x6 input tiles:
+transforms before and after. The variants here:
 
-    F(2x2, 5x5): 36 multiplications for 2x2 outputs instead of 4 * 25 = 100   (2.8x)
-    F(4x4, 3x3): 36 multiplications for 4x4 outputs instead of 16 * 9 = 144   (4x)
+    F(2x2, 5x5): 36 multiplications for 2x2 outputs instead of 4 * 25 = 100    (2.8x)
+    F(4x4, 3x3): 36 multiplications for 4x4 outputs instead of 16 * 9 = 144    (4x)
+    F(3x3, 5x5): 49 multiplications for 3x3 outputs instead of 9 * 25 = 225    (4.6x)
+    F(4x4, 5x5): 64 multiplications for 4x4 outputs instead of 16 * 25 = 400   (6.25x)
+
+The first two have 6x6 input tiles and are the defaults (``VARIANTS``); the larger
+5x5 ones (7x7 and 8x8 tiles) trade float32 accuracy for speed, and a backend opts
+into them (see "Precision" below).
 
 One dimension first: F(m, r)
 ----------------------------
@@ -42,8 +49,8 @@ convolution. Transposing s = L diag(E_g g) E_h h gives
 up to a diagonal scale D moved from B^T to G (G = D E_g, B^T = D^-1 L^T) that
 makes B^T integer.
 
-The key point: both variants have alpha = 6 (2 + 5 - 1 = 4 + 3 - 1), and both use
-the six points 0, 1, -1, 2, -2 and infinity. L, hence B^T, depends only on the
+The key point: the first two variants have alpha = 6 (2 + 5 - 1 = 4 + 3 - 1), and
+both use the six points 0, 1, -1, 2, -2 and infinity. L, hence B^T, depends only on the
 points, so **B^T is the same matrix for both**; only G (which evaluates the filter,
 r coefficients), A^T (which evaluates the output tile, m coefficients) and the tile
 stride m differ. Row a of L^T holds the coefficients of the Lagrange basis
@@ -73,22 +80,34 @@ the 36 transform positions (i, j)
 that is, 36 independent matrix products U[36, O, C] @ V[36, C, T] with
 T = N * tiles per image, followed by Y = A^T M A for every (o, t).
 
+Any alpha: more points
+----------------------
+Nothing above depends on alpha = 6. A larger tile needs more points: F(3x3, 5x5)
+(alpha = 7) adds 1/2, F(4x4, 5x5) (alpha = 8) adds 1/2 and -1/2. The recipe is the
+same (B^T rows: the coefficients of M_a and M; G rows: the powers of a over N_a;
+A^T columns: the powers of a), so :func:`variant_from_points` derives all three
+matrices from the points, exactly (in fractions), and the 6x6 literals below are
+checked against it by a test. Small points keep the entries small: fractions like
+1/2 serve where integers would grow (3 and -3 would put 3^3 = 27 into A^T).
+
 Precision. The larger m, the larger the entries of A^T (up to 2^3 = 8 for m = 4)
-and the more the terms that cancel, so F(4x4, 3x3) rounds somewhat worse than
-F(2x2, 5x5); both stay well inside float32's needs (tests/test_winograd.py
-measures and bounds it).
+and of B^T (up to 21/4 for alpha = 8), and the more the terms that cancel, so
+F(4x4, 3x3) rounds somewhat worse than F(2x2, 5x5), and F(4x4, 5x5) worse again;
+tests/test_winograd.py measures and bounds each (its docstring has the numbers).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from . import array_module
 
-ALPHA = 6  # input tile m + r - 1, the same for both variants
+ALPHA = 6  # input tile m + r - 1 of the two default variants (VARIANTS)
 
 # Evaluation points 0, 1, -1, 2, -2 and infinity (the last row/column of each matrix).
 # B^T: rows are the coefficients (x^0 .. x^5) of M_a(x) = prod_{b != a} (x - b), e.g.
@@ -158,16 +177,57 @@ AT4 = np.array(
 )
 
 
+def _product(points: Sequence[Fraction]) -> list[Fraction]:
+    """Coefficients (x^0 first) of prod_b (x - b) over ``points``."""
+    c = [Fraction(1)]
+    for b in points:  # c(x) * (x - b): shift up by one power, subtract b * c
+        c = [lo - b * hi for lo, hi in zip([Fraction(0), *c], [*c, Fraction(0)])]
+    return c
+
+
+def winograd_matrices(
+    m: int, r: int, points: Sequence[Fraction | int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """B^T, G and A^T of F(m x m, r x r) at the finite ``points`` and infinity.
+
+    There must be alpha - 1 = m + r - 2 distinct finite points. With
+    M_a(x) = prod_{b != a} (x - b), N_a = M_a(a) and M(x) = prod_b (x - b):
+
+        B^T (alpha x alpha): row a = the coefficients x^0 .. x^(alpha-1) of M_a(x),
+                             last row (infinity) those of M(x);
+        G   (alpha x r):     row a = [1, a, ..., a^(r-1)] / N_a, last row [0, ..., 0, 1];
+        A^T (m x alpha):     column a = [1, a, ..., a^(m-1)], last column [0, ..., 0, 1].
+
+    Computed in exact fractions, returned as float64 arrays.
+    """
+    pts = [Fraction(p) for p in points]
+    alpha = m + r - 1
+    if len(pts) != alpha - 1 or len(set(pts)) != len(pts):
+        raise ValueError(f"F({m}x{m}, {r}x{r}) needs {alpha - 1} distinct finite points")
+    bt = [_product([b for b in pts if b != a]) + [Fraction(0)] for a in pts] + [_product(pts)]
+    norm = [np.prod([a - b for b in pts if b != a]) for a in pts]  # N_a
+    g = [[a**k / n for k in range(r)] for a, n in zip(pts, norm)] + [[0] * (r - 1) + [1]]
+    at = [[a**k for a in pts] + [int(k == m - 1)] for k in range(m)]
+    return tuple(np.array(mat, dtype=np.float64) for mat in (bt, g, at))  # type: ignore[return-value]
+
+
+SIX_POINTS = (0, 1, -1, 2, -2)  # and infinity: the points of BT, G5, AT2, G3, AT4
+
+
 @dataclass(frozen=True, eq=False)
 class Variant:
-    """One Winograd algorithm F(m x m, r x r) with 6x6 input tiles (B^T is shared).
+    """One Winograd algorithm F(m x m, r x r) with alpha x alpha input tiles,
+    alpha = m + r - 1.
 
     Attributes:
         name: e.g. ``"F(2x2, 5x5)"``.
         r: the filter size.
         m: the output tile size, which is also the stride between input tiles.
-        G: the filter transform, shape (6, r).
-        AT: the output transform A^T, shape (m, 6).
+        G: the filter transform, shape (alpha, r).
+        AT: the output transform A^T, shape (m, alpha).
+        BT: the input transform B^T, shape (alpha, alpha) (the shared 6x6 ``BT``
+            unless given).
+        points: the finite interpolation points (infinity is the last).
     """
 
     name: str
@@ -175,11 +235,33 @@ class Variant:
     m: int
     G: np.ndarray
     AT: np.ndarray
+    BT: np.ndarray = field(default_factory=lambda: BT)
+    points: tuple = SIX_POINTS
+
+    @property
+    def alpha(self) -> int:
+        """The input tile's size, m + r - 1."""
+        return self.m + self.r - 1
+
+    @property
+    def ident(self) -> str:
+        """A name usable in code: ``"F2x2_5x5"``."""
+        return f"F{self.m}x{self.m}_{self.r}x{self.r}"
+
+
+def variant_from_points(m: int, r: int, points: Sequence[Fraction | int]) -> Variant:
+    """F(m x m, r x r) with the matrices of :func:`winograd_matrices` at ``points``."""
+    bt, g, at = winograd_matrices(m, r, points)
+    return Variant(f"F({m}x{m}, {r}x{r})", r=r, m=m, G=g, AT=at, BT=bt, points=tuple(points))
 
 
 F2x2_5x5 = Variant("F(2x2, 5x5)", r=5, m=2, G=G5, AT=AT2)
 F4x4_3x3 = Variant("F(4x4, 3x3)", r=3, m=4, G=G3, AT=AT4)
-VARIANTS = {5: F2x2_5x5, 3: F4x4_3x3}  # by kernel size
+VARIANTS = {5: F2x2_5x5, 3: F4x4_3x3}  # the defaults, by kernel size
+HALF = Fraction(1, 2)
+# larger tiles for 5x5 filters, 7x7 and 8x8 input tiles (a backend chooses them)
+F3x3_5x5 = variant_from_points(3, 5, (0, 1, -1, 2, -2, HALF))
+F4x4_5x5 = variant_from_points(4, 5, (0, 1, -1, 2, -2, HALF, -HALF))
 
 
 def _pair(padding: int | tuple[int, int]) -> tuple[int, int]:
@@ -212,8 +294,9 @@ def variant_of(w: Any) -> Variant:
     return VARIANTS[w.shape[2]]
 
 
-def _check(x: Any, w: Any) -> Variant:
-    """The variant for w, once x (N, C, H, W) and w (O, C, r, r) are known to fit."""
+def _check(x: Any, w: Any, variant: Variant | None = None) -> Variant:
+    """The variant for w (``variant``, or the default for its size), once x (N, C, H, W)
+    and w (O, C, r, r) are known to fit."""
     if x.ndim != 4 or w.ndim != 4 or w.shape[1] != x.shape[1]:
         raise ValueError(
             f"winograd: expected x (N, C, H, W) and w (O, C, r, r), "
@@ -221,68 +304,80 @@ def _check(x: Any, w: Any) -> Variant:
         )
     if x.dtype.kind != "f":
         raise TypeError(f"winograd: x must be float32 or float64, got {x.dtype}")
-    return variant_of(w)
+    return _variant_for(w, variant)
 
 
-def filter_transform(w: Any, dtype: Any) -> Any:
+def _variant_for(w: Any, variant: Variant | None) -> Variant:
+    """``variant`` checked against w's kernel size, or the default for it."""
+    v = variant_of(w)
+    if variant is not None and variant.r != v.r:
+        raise ValueError(f"winograd: {variant.name} does not fit filters {tuple(w.shape)}")
+    return v if variant is None else variant
+
+
+def filter_transform(w: Any, dtype: Any, variant: Variant | None = None) -> Any:
     """U = G g G^T for every filter, computed in float64 (it is tiny), then cast.
 
     Args:
         w: filters, shape (O, C, r, r) with r = 5 or 3.
         dtype: the dtype of the result.
+        variant: the algorithm (default: ``VARIANTS[r]``, alpha = 6).
     Returns:
-        U, shape (36, O, C), contiguous: U[6*i + j, o, c] = (G w[o, c] G^T)[i, j].
+        U, shape (alpha^2, O, C), contiguous: U[alpha*i + j, o, c] = (G w[o, c] G^T)[i, j].
     """
     xp = array_module(w)
     O, C = w.shape[:2]
-    g = xp.asarray(variant_of(w).G)
-    u = g @ w.astype(xp.float64) @ g.T  # G w[o, c] G^T for every (o, c): (O, C, 6, 6)
-    u = u.transpose(2, 3, 0, 1).reshape(ALPHA * ALPHA, O, C)  # (i, j) first: (36, O, C)
+    v = _variant_for(w, variant)
+    g = xp.asarray(v.G)
+    u = g @ w.astype(xp.float64) @ g.T  # G w[o, c] G^T for every (o, c): (O, C, alpha, alpha)
+    u = u.transpose(2, 3, 0, 1).reshape(v.alpha**2, O, C)  # (i, j) first: (alpha^2, O, C)
     return xp.ascontiguousarray(u.astype(dtype))
 
 
 def input_transform(x: Any, ph: int, pw: int, v: Variant) -> Any:
-    """V = B^T d B for every 6x6 input tile d of every channel; tiles every m pixels.
+    """V = B^T d B for every alpha x alpha input tile d of every channel; tiles every m
+    pixels.
 
     Args:
         x: images, shape (N, C, H, W).
         ph, pw: zero padding.
-        v: the variant (its r gives the output size, its m the tile stride).
+        v: the variant (its r gives the output size, its m the tile stride, its
+            alpha = m + r - 1 the tile size).
     Returns:
-        V, shape (36, C, T) with T = N * th * tw tiles, t = (n * th + ti) * tw + tj:
-        V[6*i + j, c, t] = (B^T d B)[i, j], d = the padded x[n, c] rows m*ti .. m*ti + 5,
-        columns m*tj .. m*tj + 5.
+        V, shape (alpha^2, C, T) with T = N * th * tw tiles, t = (n * th + ti) * tw + tj:
+        V[alpha*i + j, c, t] = (B^T d B)[i, j], d = the padded x[n, c] rows
+        m*ti .. m*ti + alpha - 1, columns m*tj .. m*tj + alpha - 1.
     """
     xp = array_module(x)
     N, C, H, W = x.shape
     _, _, th, tw = tiling(v, H, W, ph, pw)
-    m = v.m
+    m, alpha = v.m, v.alpha
     # zero padding: ph/pw before, and after enough rows/columns for the last whole tile
     # (the tiling may run past the output by up to m - 1 rows/columns)
-    Hp, Wp = m * (th - 1) + ALPHA, m * (tw - 1) + ALPHA
+    Hp, Wp = m * (th - 1) + alpha, m * (tw - 1) + alpha
     xpad = xp.zeros((N, C, Hp, Wp), dtype=x.dtype)  # Hp >= H + 2*ph: m*th >= Ho
     xpad[:, :, ph : ph + H, pw : pw + W] = x
     # d[a, b, c, n, ti, tj] = xpad[n, c, m*ti + a, m*tj + b]: one strided slice per (a, b)
-    d = xp.empty((ALPHA, ALPHA, C, N, th, tw), dtype=x.dtype)
-    for a in range(ALPHA):
-        for b in range(ALPHA):
+    d = xp.empty((alpha, alpha, C, N, th, tw), dtype=x.dtype)
+    for a in range(alpha):
+        for b in range(alpha):
             window = xpad[:, :, a : a + m * th : m, b : b + m * tw : m]
             d[a, b] = window.transpose(1, 0, 2, 3)  # (C, N, th, tw)
-    d = d.reshape(ALPHA, ALPHA, C, N * th * tw)
-    bt = xp.asarray(BT, dtype=x.dtype)
+    d = d.reshape(alpha, alpha, C, N * th * tw)
+    bt = xp.asarray(v.BT, dtype=x.dtype)
     V = xp.einsum("ia,abct->ibct", bt, d)  # B^T d   (columns)
     V = xp.einsum("jb,ibct->ijct", bt, V)  # (B^T d) B   (rows)
-    return xp.ascontiguousarray(V.reshape(ALPHA * ALPHA, C, N * th * tw))
+    return xp.ascontiguousarray(V.reshape(alpha * alpha, C, N * th * tw))
 
 
 def output_transform(M: Any, bias: Any, N: int, Ho: int, Wo: int, v: Variant) -> Any:
     """Y = A^T M A for every (out channel, tile), the tiles put back in place, + bias.
 
     Args:
-        M: shape (36, O, T), T = N * th * tw.
+        M: shape (alpha^2, O, T), T = N * th * tw.
         bias: shape (O,), or None.
         N, Ho, Wo: the output's batch size and size (Ho <= m*th, Wo <= m*tw).
-        v: the variant (its A^T is m x 6).
+        v: the variant (its A^T is m x alpha).
     Returns:
         y, shape (N, O, Ho, Wo), contiguous: y[n, o, m*ti + r, m*tj + s] = Y[r, s].
     """
@@ -290,7 +385,7 @@ def output_transform(M: Any, bias: Any, N: int, Ho: int, Wo: int, v: Variant) ->
     O, m = M.shape[1], v.m
     th, tw = -(-Ho // m), -(-Wo // m)
     at = xp.asarray(v.AT, dtype=M.dtype)
-    M = M.reshape(ALPHA, ALPHA, O, N, th, tw)
+    M = M.reshape(v.alpha, v.alpha, O, N, th, tw)
     y = xp.einsum("ri,ijonab->rjonab", at, M)  # A^T M   (columns)
     y = xp.einsum("sj,rjonab->rsonab", at, y)  # (A^T M) A   (rows): (m, m, O, N, th, tw)
     # y[r, s, o, n, ti, tj] -> out[n, o, m*ti + r, m*tj + s], cropped to Ho x Wo
@@ -300,9 +395,15 @@ def output_transform(M: Any, bias: Any, N: int, Ho: int, Wo: int, v: Variant) ->
     return xp.ascontiguousarray(y)
 
 
-def winograd_conv2d(x: Any, w: Any, bias: Any = None, padding: int | tuple[int, int] = 0) -> Any:
+def winograd_conv2d(
+    x: Any,
+    w: Any,
+    bias: Any = None,
+    padding: int | tuple[int, int] = 0,
+    variant: Variant | None = None,
+) -> Any:
     """5x5 or 3x3 convolution with stride 1 (cross-correlation, as in PyTorch) by Winograd:
-    F(2x2, 5x5) for 5x5 filters, F(4x4, 3x3) for 3x3.
+    F(2x2, 5x5) for 5x5 filters, F(4x4, 3x3) for 3x3, unless ``variant`` names another.
 
         y[n, o, h, w] = bias[o] + sum_{c, i, j} w[o, c, i, j] * x[n, c, h + i - ph, w + j - pw]
 
@@ -311,17 +412,18 @@ def winograd_conv2d(x: Any, w: Any, bias: Any = None, padding: int | tuple[int, 
         w: filters, shape (O, C, r, r), r = 5 or 3.
         bias: shape (O,), or None.
         padding: zero padding P, an int or a pair (ph, pw).
+        variant: the algorithm for w's size (default ``VARIANTS[r]``).
     Returns:
         y, shape (N, O, Ho, Wo) with Ho = H + 2*ph - r + 1, Wo = W + 2*pw - r + 1.
     """
-    v = _check(x, w)
+    v = _check(x, w, variant)
     xp = array_module(x)
     N, _, H, W = x.shape
     ph, pw = _pair(padding)
     Ho, Wo, _, _ = tiling(v, H, W, ph, pw)
-    U = filter_transform(w, x.dtype)  # U = G g G^T          (36, O, C)
-    V = input_transform(x, ph, pw, v)  # V = B^T d B         (36, C, T)
-    M = xp.matmul(U, V)  # M[k] = U[k] @ V[k], k = 0..35      (36, O, T)
+    U = filter_transform(w, x.dtype, v)  # U = G g G^T          (alpha^2, O, C)
+    V = input_transform(x, ph, pw, v)  # V = B^T d B           (alpha^2, C, T)
+    M = xp.matmul(U, V)  # M[k] = U[k] @ V[k], k < alpha^2     (alpha^2, O, T)
     return output_transform(M, bias, N, Ho, Wo, v)  # Y = A^T M A  (N, O, Ho, Wo)
 
 
@@ -376,7 +478,11 @@ def input_grad_as_conv(
 
 
 def winograd_conv2d_input_grad(
-    dy: Any, w: Any, padding: int | tuple[int, int], input_hw: tuple[int, int]
+    dy: Any,
+    w: Any,
+    padding: int | tuple[int, int],
+    input_hw: tuple[int, int],
+    variant: Variant | None = None,
 ) -> Any:
     """dL/dx of :func:`winograd_conv2d`, itself a Winograd convolution (see
     :func:`input_grad_as_conv`): dx = correlate(pad(dy, r - 1 - P), flip(w)^T).
@@ -386,12 +492,112 @@ def winograd_conv2d_input_grad(
         w: the forward's filters, shape (O, C, r, r), r = 5 or 3.
         padding: the forward's padding P (int or (ph, pw)).
         input_hw: (H, W) of the forward's input.
+        variant: the algorithm for w's size (default ``VARIANTS[r]``).
     Returns:
         dx, shape (N, C, H, W), in dy's dtype.
     """
     w_t, q, (eh, ew) = input_grad_as_conv(w, padding, dy.shape[2:], tuple(input_hw))
-    dx = winograd_conv2d(dy, w_t.astype(dy.dtype, copy=False), None, q)
+    dx = winograd_conv2d(dy, w_t.astype(dy.dtype, copy=False), None, q, variant)
     H, W = input_hw
     if eh or ew:
         dx = array_module(dx).ascontiguousarray(dx[:, :, eh : eh + H, ew : ew + W])
     return dx
+
+
+def weight_grad_variant(v: Variant) -> Variant:
+    """The algorithm for dL/dw of ``v``'s convolution: F(r x r, m x m) at v's points.
+
+    dL/dw is a sum over tiles of correlations of an input tile (alpha x alpha) with the
+    m x m block of dy that the tile produced, each giving r x r values:
+
+        dw[o, c, i, j] = sum_{n, ti, tj} sum_{a, b < m} dy[n, o, m*ti + a, m*tj + b]
+                                                     * d[m*ti + a + i, m*tj + b + j]
+
+    (d: the zero-padded input x[n, c]). In one dimension that is F(r, m), with the
+    roles of output size and filter size swapped and alpha = r + m - 1 unchanged; the
+    points are v's, so B^T is v's too.
+    """
+    if id(v) not in _WEIGHT_GRAD_VARIANTS:
+        w = variant_from_points(v.r, v.m, v.points)
+        if not np.array_equal(w.BT, v.BT):  # (a variant's matrices must fit its points)
+            raise ValueError(f"winograd: {v.name} has a B^T its points do not give")
+        _WEIGHT_GRAD_VARIANTS[id(v)] = (v, w)
+    return _WEIGHT_GRAD_VARIANTS[id(v)][1]
+
+
+_WEIGHT_GRAD_VARIANTS: dict[int, tuple[Variant, Variant]] = {}  # id(v): (v, its F(r, m))
+
+
+def dy_transform(dy: Any, v: Variant) -> Any:
+    """U' = G' e G'^T for every m x m block e of dy (zero past its edge), G' = the
+    filter transform of ``weight_grad_variant(v)`` (alpha x m).
+
+    Args:
+        dy: the gradient of the convolution's output, shape (N, O, Ho, Wo).
+        v: the forward's variant (its tiles are the blocks here).
+    Returns:
+        U', shape (alpha^2, O, T), T = N * th * tw tiles numbered as in
+        :func:`input_transform`: U'[alpha*i + j, o, t] = (G' e G'^T)[i, j].
+    """
+    xp = array_module(dy)
+    N, O, Ho, Wo = dy.shape
+    m, g = v.m, xp.asarray(weight_grad_variant(v).G, dtype=dy.dtype)
+    th, tw = -(-Ho // m), -(-Wo // m)
+    e = xp.zeros((N, O, m * th, m * tw), dtype=dy.dtype)
+    e[:, :, :Ho, :Wo] = dy
+    # e[n, o, ti, a, tj, b] -> (a, b, o, n, ti, tj): the m x m blocks, tile index last
+    e = e.reshape(N, O, th, m, tw, m).transpose(3, 5, 1, 0, 2, 4).reshape(m, m, O, N * th * tw)
+    u = xp.einsum("ia,abot->ibot", g, e)  # G' e   (columns)
+    u = xp.einsum("jb,ibot->ijot", g, u)  # (G' e) G'^T   (rows)
+    return xp.ascontiguousarray(u.reshape(v.alpha**2, O, N * th * tw))
+
+
+def winograd_conv2d_weight_grad(
+    x: Any,
+    dy: Any,
+    padding: int | tuple[int, int],
+    kernel_size: int,
+    variant: Variant | None = None,
+) -> Any:
+    """dL/dw of :func:`winograd_conv2d`, by Winograd F(r x r, m x m) (see
+    :func:`weight_grad_variant`): the tiles' products summed over all tiles at once,
+
+        M[k] = U'[k] @ V[k]^T,  k < alpha^2       (O, T) @ (T, C): one sum over the tiles
+        dw[o, c] = A'^T M[:, o, c] A'             (r x r)
+
+    with V = B^T d B of the input tiles (:func:`input_transform`, the forward's tiling),
+    U' = G' e G'^T of dy's m x m blocks (:func:`dy_transform`) and A'^T (r x alpha) the
+    output transform of F(r, m).
+
+        dw[o, c, i, j] = sum_{n, h, w} dy[n, o, h, w] * x[n, c, h + i - ph, w + j - pw]
+
+    Args:
+        x: the forward's input, shape (N, C, H, W), float32 or float64.
+        dy: dL/dy, shape (N, O, Ho, Wo), x's dtype.
+        padding: the forward's padding (int or (ph, pw)).
+        kernel_size: r (5 or 3).
+        variant: the forward's algorithm (default ``VARIANTS[r]``).
+    Returns:
+        dw, shape (O, C, r, r), in x's dtype.
+    """
+    v = variant if variant is not None else VARIANTS.get(kernel_size)
+    if v is None or v.r != kernel_size:
+        raise ValueError(f"winograd weight gradient: no variant for {kernel_size}x{kernel_size}")
+    xp = array_module(x)
+    N, C, H, W = x.shape
+    O = dy.shape[1]
+    ph, pw = _pair(padding)
+    if dy.shape != (N, O, *tiling(v, H, W, ph, pw)[:2]):
+        raise ValueError(
+            f"winograd weight gradient: dy {tuple(dy.shape)} does not come from x "
+            f"{tuple(x.shape)} with a {kernel_size}x{kernel_size} kernel and padding ({ph}, {pw})"
+        )
+    V = input_transform(x, ph, pw, v)  # B^T d B                        (alpha^2, C, T)
+    U = dy_transform(dy, v)  # G' e G'^T                                (alpha^2, O, T)
+    M = xp.matmul(U, V.transpose(0, 2, 1))  # sum over tiles            (alpha^2, O, C)
+    a = v.alpha
+    at = xp.asarray(weight_grad_variant(v).AT, dtype=x.dtype)  # A'^T   (r, alpha)
+    M = M.reshape(a, a, O, C)
+    dw = xp.einsum("ri,ijoc->rjoc", at, M)  # A'^T M   (columns)
+    dw = xp.einsum("sj,rjoc->rsoc", at, dw)  # (A'^T M) A'   (rows): (r, r, O, C)
+    return xp.ascontiguousarray(dw.transpose(2, 3, 0, 1))

@@ -18,10 +18,11 @@ Backward, given dY (N, O, Ho, Wo) laid out as dY_g (O/G, N*Ho*Wo):
     dX_g = W_g.T @ dY_g                             (C/G*KH*KW, N*Ho*Wo)
     dx   = col2im(dX_col)                           (N, C, H, W)  -- adds overlapping windows back
 
-Where the backend offers it (the GPU), a 5x5 stride-1 convolution with one group and
-at least 16 input channels computes y and dx by Winograd F(2x2, 5x5) instead: the
-same sums with about 2.8x fewer multiplications (``backend/winograd.py`` derives it;
-tests hold it to the im2col path). dW always comes from im2col's columns.
+Where the backend offers it (the GPU), a 5x5 or 3x3 stride-1 convolution with one
+group and at least 16 input channels computes y and dx by Winograd instead (F(4x4, 5x5)
+or F(4x4, 3x3) on the GPU): the same sums with several times fewer multiplications
+(``backend/winograd.py`` derives it; tests hold it to the im2col path), and, where the
+backend offers that too (``winograd_weight_grad``), dW by Winograd F(r x r, m x m).
 """
 
 from __future__ import annotations
@@ -170,6 +171,18 @@ class Conv2d(Module):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         G, O = self.groups, self.out_channels
         x, cols = s["x"], s["cols"]
+        if self._uses_winograd(B) and B.winograd_weight_grad:  # all three by Winograd
+            del s
+            # dW[o, c] = A'^T [sum over tiles of (G' dY G'^T) . (B^T x B)] A'  (F(r x r, m x m))
+            dw = B.kernels.winograd_conv2d_weight_grad(x, grad_out, self.padding, kh)
+            self.weight.accumulate_grad(dw)
+            if self.bias is not None:
+                self.bias.accumulate_grad(grad_out.sum(axis=(0, 2, 3)))  # db = sum dY
+            if not input_grad:
+                return None
+            return B.kernels.winograd_conv2d_input_grad(
+                grad_out, self.weight.data, self.padding, x.shape[2:]
+            )
         if cols is None:
             cols = B.kernels.im2col(x, kh, kw, sh, sw, ph, pw)  # X_col again: (C*KH*KW, N*Ho*Wo)
         L = cols.shape[1]  # N*Ho*Wo
