@@ -204,3 +204,24 @@ def test_cublas_batched_matmul_reads_transposed_batches_and_accumulates():
         K.matmul(da, db, out=mt.asarray(np.ones((6, 9, 7), "float64")))
     with pytest.raises(ValueError, match="accumulate"):
         K.matmul(da, db, accumulate=True)
+
+
+@pytest.mark.parametrize("blocks", [1, 7, 4096])
+def test_im2col_rows_in_shares_equals_numpy(monkeypatch, blocks):
+    """The GPU im2col gives each block a contiguous share of the rows (c, ki, kj) and steps
+    through them; with any number of shares it equals the NumPy reference (strided and
+    padded windows, rows carried across kernel rows and channels)."""
+    from minitorch_alexnet.backend import kernels_cupy, kernels_numpy
+
+    mt.set_backend("cupy")
+    monkeypatch.setattr(kernels_cupy, "_IM2COL_BLOCKS", blocks)
+    rng = np.random.default_rng(7)
+    for shape, k, s, p in [
+        ((2, 3, 35, 35), 11, 4, 0),
+        ((3, 5, 9, 8), 3, 1, 1),
+        ((1, 2, 7, 9), 5, 2, 2),
+    ]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        want = kernels_numpy.im2col(x, k, k, s, s, p, p)
+        got = kernels_cupy.im2col(mt.asarray(x), k, k, s, s, p, p)
+        np.testing.assert_array_equal(mt.to_numpy(got), want)
