@@ -85,14 +85,15 @@ class Backend:
         # that is nearly free; on the CPU it costs about 5% of a training step, which
         # ``recompute_columns = False`` buys back for the memory.
         self.recompute_columns = True
-        # Conv2d's 5x5 layers by Winograd F(2x2, 5x5) (see winograd.py): measured 1.9-2.7x
-        # faster than im2col on the GPU; the CPU keeps im2col
+        # Conv2d's 5x5 layers by Winograd (see winograd.py; the GPU runs F(4x4, 5x5)):
+        # measured 3.2-4.6x faster than im2col on the GPU; the CPU keeps im2col
         self.winograd_5x5 = device == "cuda"
         # and its 3x3 layers by F(4x4, 3x3): measured 1.3-3.0x faster than im2col on the
         # GPU, also on 7x7 maps, where the 4x4 tiles compute 8x8 outputs
         self.winograd_3x3 = device == "cuda"
-        # and, for the layers above, the weight gradient by Winograd too (no im2col
-        # columns in backward): where the backend's kernels offer it (the GPU)
+        # and, for the layers above, the weight gradient by Winograd F(r x r, m x m) too
+        # (no im2col columns in backward): 1.8-4.6x faster on the GPU; needs the
+        # backend's kernels to offer winograd_conv2d_weight_grad
         self.winograd_weight_grad = device == "cuda"
 
     def __repr__(self) -> str:
