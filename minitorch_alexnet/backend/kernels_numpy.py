@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# 5x5 stride-1 convolutions by Winograd F(2x2, 5x5); the derivation is in winograd.py
+# 5x5 and 3x3 stride-1 convolutions by Winograd F(2x2, 5x5) and F(4x4, 3x3), the readable
+# reference (winograd.py derives them); the GPU runs them, the CPU backends keep im2col
 from .winograd import winograd_conv2d as winograd_conv2d
 from .winograd import winograd_conv2d_input_grad as winograd_conv2d_input_grad
 
