@@ -30,6 +30,7 @@ from .kernels_numpy import inv_std as inv_std
 from .kernels_numpy import out_size
 from .kernels_numpy import winograd_conv2d as winograd_conv2d
 from .kernels_numpy import winograd_conv2d_input_grad as winograd_conv2d_input_grad
+from .kernels_numpy import winograd_conv2d_weight_grad as winograd_conv2d_weight_grad
 
 _jit = dict(cache=True, nogil=True)
 

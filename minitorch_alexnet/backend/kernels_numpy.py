@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
-# 5x5 and 3x3 stride-1 convolutions by Winograd F(2x2, 5x5) and F(4x4, 3x3), the readable
-# reference (winograd.py derives them); the GPU runs them, the CPU backends keep im2col
+# 5x5 and 3x3 stride-1 convolutions by Winograd, the readable reference (winograd.py
+# derives it); the GPU runs them, the CPU backends keep im2col (measured faster there)
 from .winograd import winograd_conv2d as winograd_conv2d
 from .winograd import winograd_conv2d_input_grad as winograd_conv2d_input_grad
+from .winograd import winograd_conv2d_weight_grad as winograd_conv2d_weight_grad
 
 
 def out_size(size: int, kernel: int, stride: int, padding: int) -> int:
