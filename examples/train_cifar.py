@@ -62,11 +62,14 @@ RESUME_KEYS = (
     "batch_size",
     "lr",
     "weight_decay",
+    "label_smoothing",
     "momentum",
     "cycle_momentum",
     "seed",
     "augment",
 )
+# settings added in later versions: a checkpoint without them was written with these
+RESUME_DEFAULTS = {"label_smoothing": 0.0}
 
 
 class TrainingError(Exception):
@@ -100,6 +103,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.1, help="peak (max) learning rate of OneCycle")
     p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=0.0,
+        help="cross-entropy against (1 - s) one-hot + s / classes (PyTorch's label_smoothing)",
+    )
     p.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum")
     p.add_argument(
         "--no-cycle-momentum",
@@ -414,7 +423,9 @@ def resume_from(
         raise TrainingError(f"--resume: {e}") from None
     saved = (meta.get("extra") or {}).get("config", {})
     diff = [
-        f"{k}: {saved.get(k)!r} -> {config[k]!r}" for k in RESUME_KEYS if saved.get(k) != config[k]
+        f"{k}: {saved.get(k, RESUME_DEFAULTS.get(k))!r} -> {config[k]!r}"
+        for k in RESUME_KEYS
+        if saved.get(k, RESUME_DEFAULTS.get(k)) != config[k]
     ]
     if diff:
         raise TrainingError(
@@ -435,7 +446,7 @@ def train(args: argparse.Namespace) -> int:
     ckpt_path = out / "checkpoint.npz"
 
     model = build_model(args.model, num_classes=len(splits.classes))
-    criterion = nn.CrossEntropyLoss()
+    criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     train_loader = data.DataLoader(
         splits.train,
         batch_size=args.batch_size,
