@@ -119,10 +119,10 @@ class Conv2d(Module):
         )
 
     def _uses_winograd(self, backend: Any) -> bool:
-        """Winograd instead of im2col here? Only for 5x5 (F(2x2, 5x5)) or 3x3 (F(4x4, 3x3))
-        kernels, stride 1, one group, on a backend that offers it for that size, and with
-        >= 16 input channels: with 3 (a first layer) its transforms cost more than the
-        multiplications they save."""
+        """Winograd instead of im2col here? Only for 5x5 or 3x3 kernels (the backend picks
+        the variant), stride 1, one group, on a backend that offers it for that size, and
+        with >= 16 input channels: with 3 (a first layer) its transforms cost more than
+        the multiplications they save."""
         offered = {(5, 5): backend.winograd_5x5, (3, 3): backend.winograd_3x3}
         return (
             offered.get(self.kernel_size, False)
