@@ -107,8 +107,6 @@ import numpy as np
 
 from . import array_module
 
-ALPHA = 6  # input tile m + r - 1 of the two default variants (VARIANTS)
-
 # Evaluation points 0, 1, -1, 2, -2 and infinity (the last row/column of each matrix).
 # B^T: rows are the coefficients (x^0 .. x^5) of M_a(x) = prod_{b != a} (x - b), e.g.
 #   M_0(x) = (x^2 - 1)(x^2 - 4)  = 4 - 5x^2 + x^4,
