@@ -98,6 +98,7 @@ tests/test_winograd.py measures and bounds each (its docstring has the numbers).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -502,6 +503,7 @@ def winograd_conv2d_input_grad(
     return dx
 
 
+@functools.cache
 def weight_grad_variant(v: Variant) -> Variant:
     """The algorithm for dL/dw of ``v``'s convolution: F(r x r, m x m) at v's points.
 
@@ -513,17 +515,13 @@ def weight_grad_variant(v: Variant) -> Variant:
 
     (d: the zero-padded input x[n, c]). In one dimension that is F(r, m), with the
     roles of output size and filter size swapped and alpha = r + m - 1 unchanged; the
-    points are v's, so B^T is v's too.
+    points are v's, so B^T is v's too. Derived once per variant (cached by identity:
+    variants compare and hash as objects).
     """
-    if id(v) not in _WEIGHT_GRAD_VARIANTS:
-        w = variant_from_points(v.r, v.m, v.points)
-        if not np.array_equal(w.BT, v.BT):  # (a variant's matrices must fit its points)
-            raise ValueError(f"winograd: {v.name} has a B^T its points do not give")
-        _WEIGHT_GRAD_VARIANTS[id(v)] = (v, w)
-    return _WEIGHT_GRAD_VARIANTS[id(v)][1]
-
-
-_WEIGHT_GRAD_VARIANTS: dict[int, tuple[Variant, Variant]] = {}  # id(v): (v, its F(r, m))
+    w = variant_from_points(v.r, v.m, v.points)
+    if not np.array_equal(w.BT, v.BT):  # (a variant's matrices must fit its points)
+        raise ValueError(f"winograd: {v.name} has a B^T its points do not give")
+    return w
 
 
 def dy_transform(dy: Any, v: Variant) -> Any:
