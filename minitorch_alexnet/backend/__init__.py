@@ -71,6 +71,9 @@ class Backend:
             device are interchangeable (``numpy`` and ``numba`` share arrays).
         recompute_columns: whether Conv2d redoes im2col in backward (True) or keeps
             the columns from forward (False): a trade of time for memory.
+        winograd_5x5, winograd_3x3: whether Conv2d runs its 5x5 / 3x3 stride-1 layers
+            (one group, >= 16 input channels) by Winograd, forward and dx (the GPU).
+        winograd_weight_grad: whether those layers take dW by Winograd too (the GPU).
     """
 
     def __init__(self, name: str, xp: types.ModuleType, kernels: types.ModuleType, device: str):
