@@ -60,22 +60,23 @@ def _row_source(row: np.ndarray) -> str:
     return f"(T)({scale.numerator}.0 / {scale.denominator}.0) * ({inner})"
 
 
+def _offset(k: int, stride: str) -> str:
+    """The C offset of element k at ``stride``: ``0``, ``zs``, ``2 * zs``, ..."""
+    return "0" if k == 0 else stride if k == 1 else f"{k} * {stride}"
+
+
 def _apply_source(name: str, mat: np.ndarray) -> str:
     """C++ for r = mat @ z with strides: ``r[k * rs] = sum_j mat[k, j] * z[j * zs]``,
     one line per row (:func:`_row_source`)."""
     used = [j for j in range(mat.shape[1]) if np.any(mat[:, j])]
-    loads = ", ".join(
-        f"z{j} = z[{'0' if j == 0 else 'zs' if j == 1 else f'{j} * zs'}]" for j in used
-    )
+    loads = ", ".join(f"z{j} = z[{_offset(j, 'zs')}]" for j in used)
     lines = [
         "    template <typename T>",
         f"    static __device__ __forceinline__ void {name}(const T* z, int zs, T* r, int rs) {{",
         f"        const T {loads};",
     ]
     for k, row in enumerate(mat):
-        lines.append(
-            f"        r[{'0' if k == 0 else 'rs' if k == 1 else f'{k} * rs'}] = {_row_source(row)};"
-        )
+        lines.append(f"        r[{_offset(k, 'rs')}] = {_row_source(row)};")
     lines.append("    }")
     return "\n".join(lines)
 
