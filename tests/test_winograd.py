@@ -414,6 +414,25 @@ def test_cuda_works_through_a_batch_in_chunks(monkeypatch, v):
     cp.testing.assert_allclose(chunked[1], whole[1], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.gpu
+@requires_gpu
+@pytest.mark.parametrize("v", ALL, ids=lambda v: v.ident)
+def test_cuda_weight_grad_of_no_images_is_zero(v):
+    """An empty batch has no tiles to sum: dW is zero, as in the reference (not whatever
+    an unwritten buffer held)."""
+    from minitorch_alexnet.backend import winograd_cuda
+
+    cp = mt.get_backend("cupy").xp
+    case = _layer(1, 8, 6, 9, v.r)
+    x, _, _, dy = random_conv(case, 4, "float32")
+    want = wg.winograd_conv2d_weight_grad(x[:0], dy[:0], case.padding, v.r, v)
+    got = winograd_cuda.winograd_conv2d_weight_grad(
+        cp.asarray(x[:0]), cp.asarray(dy[:0]), case.padding, v.r, v
+    )
+    assert got.shape == want.shape == (6, 8, v.r, v.r)
+    assert not cp.asnumpy(got).any() and not want.any()
+
+
 @pytest.mark.parametrize("weight_grad", [False, True])
 @pytest.mark.parametrize("k", [5, 3])
 @pytest.mark.parametrize("in_channels,used", [(16, True), (3, False)])

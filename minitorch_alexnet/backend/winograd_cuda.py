@@ -283,6 +283,8 @@ def winograd_conv2d_weight_grad(
             f"x {tuple(x.shape)} ({x.dtype}) with a {kernel_size}x{kernel_size} kernel and "
             f"padding ({ph}, {pw})"
         )
+    if N == 0:  # no images: no tiles to sum, and the loop below would leave M unwritten
+        return cp.zeros((O, C, kernel_size, kernel_size), dtype=x.dtype)
     A2 = v.alpha**2
     M = cp.empty((A2, O, C), dtype=x.dtype)
     step = _images_per_chunk(N, A2 * max(C, O) * th * tw * x.itemsize)
