@@ -18,7 +18,7 @@ def _run(backend: str, name: str, *args):
         dev = [mt.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
         out = getattr(B.kernels, name)(*dev)
         if isinstance(out, tuple):
-            return tuple(mt.to_numpy(o) for o in out)
+            return tuple(None if o is None else mt.to_numpy(o) for o in out)
         return mt.to_numpy(out)
 
 
@@ -54,6 +54,9 @@ def test_maxpool_kernels_match_reference(fast_backend, case, seed, dtype, ties):
     out2, idx2 = _run(fast_backend, "maxpool2d_forward", x, *case.window)
     _same(out2, out, fast_backend)
     np.testing.assert_array_equal(idx2, idx)
+    out3, none = _run(fast_backend, "maxpool2d_forward", x, *case.window, False)  # no indices
+    _same(out3, out, fast_backend)
+    assert none is None
     g = normal(seed + 1, out.shape, dtype)
     dx = ref.maxpool2d_backward(g, idx, case.x_shape, *case.window)
     dx2 = _run(fast_backend, "maxpool2d_backward", g, idx, case.x_shape, *case.window)
@@ -219,6 +222,26 @@ def test_maxpool_picks_a_real_pixel_when_the_window_is_all_minus_infinity(backen
     assert out[0, 0, 0, 0] == -np.inf
     assert idx[0, 0, 0, 0] == 0  # the first real pixel of the window, (0, 0)
     assert (idx >= 0).all() and (idx < 16).all()
+
+
+@pytest.mark.parametrize(
+    "window",  # (kh, kw, sh, sw, ph, pw): the Numba kernel's 3x3 and 2x2 fast paths and others
+    [(3, 3, 2, 2, 0, 0), (3, 3, 2, 2, 1, 1), (3, 3, 1, 1, 1, 1), (2, 2, 2, 2, 0, 0),
+     (2, 2, 1, 1, 1, 1), (4, 3, 3, 1, 2, 1), (1, 1, 2, 2, 0, 0)],
+)  # fmt: skip
+def test_numba_maxpool_matches_reference_with_ties_nans_and_infinities(window):
+    rng = np.random.default_rng(7)
+    x = rng.integers(-3, 3, size=(2, 3, 11, 10)).astype("float32")  # many ties
+    x[x == -3] = -np.inf
+    x[0, 1, rng.integers(0, 11, 6), rng.integers(0, 10, 6)] = np.nan
+    for indices in (True, False):
+        want = ref.maxpool2d_forward(x, *window, indices)
+        got = _run("numba", "maxpool2d_forward", x, *window, indices)
+        np.testing.assert_array_equal(got[0], want[0])  # NaNs in the same places
+        if indices:
+            np.testing.assert_array_equal(got[1], want[1])
+        else:
+            assert got[1] is None and want[1] is None
 
 
 def test_maxpool_nan_wins_like_argmax():

@@ -232,16 +232,17 @@ def col2im(
 
 
 def maxpool2d_forward(
-    x: cp.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int
-) -> tuple[cp.ndarray, cp.ndarray]:
-    """See ``kernels_numpy.maxpool2d_forward``."""
+    x: cp.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, indices: bool = True
+) -> tuple[cp.ndarray, cp.ndarray | None]:
+    """See ``kernels_numpy.maxpool2d_forward`` (one kernel writes the indices either way;
+    with ``indices=False`` they are dropped at once)."""
     N, C, H, W = x.shape
     Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     out = cp.empty((N, C, Ho, Wo), dtype=x.dtype)
     idx = cp.empty((N, C, Ho, Wo), dtype=cp.int64)
     geometry = (H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
     _maxpool_fwd(cp.ascontiguousarray(x), *geometry, out, idx, largest=max(x.size, out.size))
-    return out, idx
+    return out, (idx if indices else None)
 
 
 def maxpool2d_backward(

@@ -95,14 +95,15 @@ def col2im(
 
 # ------------------------------------------------------------------ max pooling
 def maxpool2d_forward(
-    x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int
-) -> tuple[np.ndarray, np.ndarray]:
+    x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, indices: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Max over each window (padding counts as -inf).
 
     Returns:
         out: shape (N, C, Ho, Wo).
         indices: int64, shape (N, C, Ho, Wo); flat index h*W + w of each maximum.
-            The first maximum in row-major window order wins a tie.
+            The first maximum in row-major window order wins a tie. None when
+            ``indices=False`` (no backward will run: evaluation, ``no_grad``).
     """
     N, C, H, W = x.shape
     Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
@@ -116,6 +117,8 @@ def maxpool2d_forward(
             cols_in = (0 <= np.arange(Wo) * sw + j - pw) & (np.arange(Wo) * sw + j - pw < W)
             inside[i * kw + j] = rows_in[:, None] & cols_in[None, :]
     out = windows.max(axis=0)  # a NaN in the window makes the output NaN
+    if not indices:
+        return out, None
     # the winner: the first in-window position holding the maximum (or the first NaN);
     # "in-window" matters when every real pixel is -inf and would tie with the padding
     wins = inside & ((windows == out) | np.isnan(windows))

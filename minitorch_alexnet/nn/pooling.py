@@ -20,7 +20,7 @@ from typing import Any
 from ..backend import get_backend
 from ._checks import check_array, check_shape, check_window, check_window_fits, pair
 from .conv import conv_out_size
-from .module import Module
+from .module import Module, is_grad_enabled
 
 
 class MaxPool2d(Module):
@@ -71,7 +71,11 @@ class MaxPool2d(Module):
         check_shape(self, x, (4,), None, "(N, C, H, W)")
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         check_window_fits(self, x, self.kernel_size, self.padding, "window")
-        y, idx = get_backend().kernels.maxpool2d_forward(x, kh, kw, sh, sw, ph, pw)
+        # idx: the flat position of each window's maximum, all backward needs (none
+        # under no_grad, where no backward follows)
+        y, idx = get_backend().kernels.maxpool2d_forward(
+            x, kh, kw, sh, sw, ph, pw, indices=is_grad_enabled()
+        )
         self._save_for_backward(idx=idx, x_shape=x.shape)
         return y
 
