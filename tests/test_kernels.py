@@ -94,6 +94,9 @@ def test_batchnorm_kernels_match_reference(fast_backend, shape, seed, dtype, aff
     got = _run(fast_backend, "batchnorm_normalize", x, mean, inv_std, gamma, beta)
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, **tol)
+    y, none = _run(fast_backend, "batchnorm_normalize", x, mean, inv_std, gamma, beta, False)
+    np.testing.assert_allclose(y, want[0], **tol)  # the same y without keeping xhat
+    assert none is None
     running = [normal(seed + 4, (C,), dtype), np.abs(normal(seed + 5, (C,), dtype))]
     ref.batchnorm_update_running(*running, mean, var, 0.1, x.shape[0] * x.shape[2] + 1)
     with mt.use_backend(fast_backend) as B:

@@ -436,14 +436,16 @@ def batchnorm_normalize(
     inv_std: cp.ndarray,
     gamma: cp.ndarray | None,
     beta: cp.ndarray | None,
-) -> tuple[cp.ndarray, cp.ndarray]:
-    """See ``kernels_numpy.batchnorm_normalize``."""
+    keep_xhat: bool = True,
+) -> tuple[cp.ndarray, cp.ndarray | None]:
+    """See ``kernels_numpy.batchnorm_normalize`` (one kernel writes xhat either way;
+    with ``keep_xhat=False`` it is dropped at once)."""
     _, C, L = x3.shape
     affine = gamma is not None
     g = gamma if affine else mean
     b = beta if affine else mean
     y, xhat = _bn_normalize(x3, mean, inv_std, g, b, affine, C, L)
-    return y, xhat
+    return y, (xhat if keep_xhat else None)
 
 
 def batchnorm_backward(

@@ -360,17 +360,18 @@ def batchnorm_stats(x3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(parallel=True, **_jit)
-def _bn_normalize(x, mean, inv_std, gamma, beta, affine, y, xhat):  # pragma: no cover
+def _bn_normalize(x, mean, inv_std, gamma, beta, y, xhat):  # pragma: no cover
+    # gamma and beta are None without affine parameters, xhat is None when it is not
+    # kept: Numba compiles a version of the loop for each case, with no test inside
     N, C, L = x.shape
     for n in prange(N):  # memory order: fine for L = 1 (BatchNorm1d) and for images
         for c in range(C):
             mu, s = mean[c], inv_std[c]
             for k in range(L):
-                xhat[n, c, k] = (x[n, c, k] - mu) * s
-            if affine:
-                g, b = gamma[c], beta[c]
-                for k in range(L):
-                    y[n, c, k] = xhat[n, c, k] * g + b
+                h = (x[n, c, k] - mu) * s  # xhat, rounded to x's precision
+                if xhat is not None:
+                    xhat[n, c, k] = h
+                y[n, c, k] = h if gamma is None else h * gamma[c] + beta[c]
 
 
 def batchnorm_normalize(
@@ -379,14 +380,14 @@ def batchnorm_normalize(
     inv_std: np.ndarray,
     gamma: np.ndarray | None,
     beta: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray]:
+    keep_xhat: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """See ``kernels_numpy.batchnorm_normalize`` (without gamma, y is xhat itself)."""
-    affine = gamma is not None
-    xhat = np.empty_like(x3)
-    y = np.empty_like(x3) if affine else xhat
-    g, b = (gamma, beta) if affine else (mean, mean)  # unread without gamma
-    _bn_normalize(np.ascontiguousarray(x3), mean, inv_std, g, b, affine, y, xhat)
-    return y, xhat
+    y = np.empty_like(x3)
+    # a separate xhat only when it is kept and differs from y
+    xhat = np.empty_like(x3) if keep_xhat and gamma is not None else None
+    _bn_normalize(np.ascontiguousarray(x3), mean, inv_std, gamma, beta, y, xhat)
+    return y, (None if not keep_xhat else y if gamma is None else xhat)
 
 
 @njit(**_sums)

@@ -204,14 +204,16 @@ def batchnorm_normalize(
     inv_std: np.ndarray,
     gamma: np.ndarray | None,
     beta: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray]:
+    keep_xhat: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """xhat = (x - mean) * inv_std and y = gamma * xhat + beta (y is xhat without gamma).
 
-    Returns (y, xhat), both (N, C, L).
+    Returns (y, xhat), both (N, C, L); xhat is None with ``keep_xhat=False`` (no
+    backward will run: evaluation, ``no_grad``).
     """
     xhat = (x3 - mean[:, None]) * inv_std[:, None]
     y = xhat if gamma is None else xhat * gamma[:, None] + beta[:, None]
-    return y, xhat
+    return y, (xhat if keep_xhat else None)
 
 
 def batchnorm_backward(

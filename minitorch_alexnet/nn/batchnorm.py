@@ -26,7 +26,7 @@ from typing import Any
 from ..backend import get_backend
 from . import init
 from ._checks import check_array, check_params_match, check_shape
-from .module import Module, Parameter
+from .module import Module, Parameter, is_grad_enabled
 
 
 class _BatchNorm(Module):
@@ -94,7 +94,8 @@ class _BatchNorm(Module):
         gamma = self.weight.data if self.affine else None
         beta = self.bias.data if self.affine else None
         # xhat = (x - mu) * inv_std;  y = gamma * xhat + beta
-        y, xhat = B.kernels.batchnorm_normalize(x3, mu, inv_std, gamma, beta)
+        keep = is_grad_enabled()  # xhat is for backward only: not kept under no_grad
+        y, xhat = B.kernels.batchnorm_normalize(x3, mu, inv_std, gamma, beta, keep_xhat=keep)
         self._save_for_backward(xhat=xhat, inv_std=inv_std, batch_stats=use_batch)
         return y.reshape(x.shape)
 
