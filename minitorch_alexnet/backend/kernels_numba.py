@@ -112,33 +112,55 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------ im2col / col2im
 @njit(parallel=True, **_jit)
-def _im2col(x, kh, kw, sh, sw, ph, pw, Ho, Wo, cols):  # pragma: no cover - compiled
+def _pad(x, ph, pw, xp):  # pragma: no cover - compiled
+    """xp (N, C, H + 2*ph, W + 2*pw): x with a border of zeros."""
     N, C, H, W = x.shape
-    L = Ho * Wo
+    Hp, Wp = xp.shape[2], xp.shape[3]
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc % C
+        for h in range(Hp):
+            inside = ph <= h < ph + H
+            for w in range(Wp):
+                xp[n, c, h, w] = x[n, c, h - ph, w - pw] if inside and pw <= w < pw + W else 0
+
+
+@njit(parallel=True, **_jit)
+def _im2col(xp, kh, kw, start, cols):  # pragma: no cover - compiled
+    # xp: the padded input (N, C, Hp, Wp), so that every window lies inside it.
+    # start[k]: where output position k = ho*Wo + wo has its window's first pixel,
+    # (ho*sh)*Wp + wo*sw, in a padded plane. Pixel (i, j) of that window is then at
+    # start[k] + i*Wp + j, so each row of cols is one long gather without a test:
+    # 1.6x faster than looping over ho and wo (7 to 32 long) with bounds tests.
+    N, C, Hp, Wp = xp.shape
+    flat = xp.reshape(-1)
+    L = start.size  # Ho*Wo
     for r in prange(C * kh * kw):  # one row of cols per (c, i, j)
         c = r // (kh * kw)
         i = (r // kw) % kh
         j = r % kw
+        row = cols[r]
         for n in range(N):
-            base = n * L
-            for ho in range(Ho):
-                h = ho * sh + i - ph
-                dst = base + ho * Wo
-                if h < 0 or h >= H:
-                    for wo in range(Wo):
-                        cols[r, dst + wo] = 0
-                    continue
-                for wo in range(Wo):
-                    w = wo * sw + j - pw
-                    cols[r, dst + wo] = x[n, c, h, w] if 0 <= w < W else 0
+            src = (n * C + c) * Hp * Wp + i * Wp + j  # pixel (i, j) of plane (n, c)
+            dst = n * L
+            for k in range(L):
+                row[dst + k] = flat[src + start[k]]
 
 
 def im2col(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int) -> np.ndarray:
     """See ``kernels_numpy.im2col``: (N, C, H, W) -> (C*KH*KW, N*Ho*Wo)."""
     N, C, H, W = x.shape
     Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
+    x = np.ascontiguousarray(x)
+    if ph or pw:  # padded once: 1/(KH*KW/(SH*SW)) of the columns' size
+        xp = np.empty((N, C, H + 2 * ph, W + 2 * pw), dtype=x.dtype)
+        _pad(x, ph, pw, xp)
+    else:
+        xp = x
+    Wp = xp.shape[3]
+    start = (np.arange(Ho)[:, None] * (sh * Wp) + np.arange(Wo) * sw).ravel()
     cols = _columns.take((C * kh * kw, N * Ho * Wo), x.dtype)  # memory kept between steps
-    _im2col(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, Ho, Wo, cols)
+    _im2col(xp, kh, kw, start, cols)
     return cols
 
 
