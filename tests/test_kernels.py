@@ -70,6 +70,14 @@ def test_layout_kernel_matches_reference(fast_backend, seed, dtype, bias, shape)
     expected = ref.cnhw_to_nchw(y, b)
     got = _run(fast_backend, "cnhw_to_nchw", y, b)
     _same(got, expected, fast_backend)
+    # and back, with the channel sums (to rounding: the fast kernels add in float64)
+    back, sums = ref.nchw_to_cnhw(expected, sums=True)
+    np.testing.assert_array_equal(back, y + (0 if b is None else b[:, None, None, None]))
+    got_back, got_sums = _run(fast_backend, "nchw_to_cnhw", expected, True)
+    _same(got_back, back, fast_backend)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(got_sums, sums, rtol=tol, atol=tol * np.abs(y).sum())
+    assert _run(fast_backend, "nchw_to_cnhw", expected, False)[1] is None
 
 
 @given(

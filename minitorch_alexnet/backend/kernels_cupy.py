@@ -275,6 +275,12 @@ def cnhw_to_nchw(y: cp.ndarray, bias: cp.ndarray | None) -> cp.ndarray:
     return out
 
 
+def nchw_to_cnhw(x: cp.ndarray, sums: bool = False) -> tuple[cp.ndarray, cp.ndarray | None]:
+    """See ``kernels_numpy.nchw_to_cnhw``: (N, C, H, W) -> (C, N, H, W) (and sums (C,))."""
+    out = cp.ascontiguousarray(x.transpose(1, 0, 2, 3))
+    return out, (out.reshape(out.shape[0], -1).sum(axis=1) if sums else None)
+
+
 # ------------------------------------------------------------------ batch normalisation
 # Per-channel sums over (n, l) of an (N, C, L) array run in two steps: S blocks per
 # channel each add a strided share of the channel's N*L values (in double precision,

@@ -346,6 +346,32 @@ def cnhw_to_nchw(y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     return out
 
 
+@njit(parallel=True, fastmath={"reassoc"}, **_jit)
+def _nchw_to_cnhw(x, out, sums):  # pragma: no cover - compiled
+    # one task per channel: copy its N planes and add them up on the way (in float64,
+    # in SIMD lanes: see the BatchNorm sums below); sums is None when not wanted
+    N, C, L = x.shape
+    for c in prange(C):
+        s = 0.0
+        for n in range(N):
+            for k in range(L):
+                v = x[n, c, k]
+                out[c, n, k] = v
+                s += v
+        if sums is not None:
+            sums[c] = s
+
+
+def nchw_to_cnhw(x: np.ndarray, sums: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """See ``kernels_numpy.nchw_to_cnhw``: the copy and the channel sums in one pass
+    (the sums equal the reference's to rounding)."""
+    N, C, H, W = x.shape
+    out = np.empty((C, N, H, W), dtype=x.dtype)
+    s = np.empty(C, dtype=x.dtype) if sums else None
+    _nchw_to_cnhw(np.ascontiguousarray(x).reshape(N, C, -1), out.reshape(C, N, -1), s)
+    return out, s
+
+
 # ------------------------------------------------------------------ batch normalisation
 # Sums are accumulated in float64 whatever the data type, so float32 statistics keep
 # (close to) the accuracy of NumPy's pairwise summation. ``reassoc`` lets the compiler

@@ -170,6 +170,17 @@ def cnhw_to_nchw(y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     return np.ascontiguousarray(y.transpose(1, 0, 2, 3))
 
 
+def nchw_to_cnhw(x: np.ndarray, sums: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """(N, C, H, W) -> contiguous (C, N, H, W): the layout change of ``cnhw_to_nchw``
+    undone (a convolution's dy laid out like its product Y).
+
+    With ``sums``, also each channel's sum over n, h, w, shape (C,) (a convolution's
+    bias gradient, the row sums of dY); else None.
+    """
+    out = np.ascontiguousarray(x.transpose(1, 0, 2, 3))
+    return out, (out.reshape(out.shape[0], -1).sum(axis=1) if sums else None)
+
+
 # ------------------------------------------------------------------ batch normalisation
 # x3, dy3, xhat3 have shape (N, C, L): statistics are per channel C, over axes 0 and 2.
 def batchnorm_stats(x3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

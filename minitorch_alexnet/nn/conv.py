@@ -187,10 +187,12 @@ class Conv2d(Module):
             cols = B.kernels.im2col(x, kh, kw, sh, sw, ph, pw)  # X_col again: (C*KH*KW, N*Ho*Wo)
         L = cols.shape[1]  # N*Ho*Wo
 
-        # dY laid out like Y: (O, N*Ho*Wo), rows grouped by output channel
-        dy = B.xp.ascontiguousarray(grad_out.transpose(1, 0, 2, 3)).reshape(G, O // G, L)
+        # dY laid out like Y: (O, N*Ho*Wo), rows grouped by output channel; the same
+        # pass adds up each row of dY, which is db
+        dy, row_sums = B.kernels.nchw_to_cnhw(grad_out, sums=self.bias is not None)
+        dy = dy.reshape(G, O // G, L)
         if self.bias is not None:
-            self.bias.accumulate_grad(dy.reshape(O, L).sum(axis=1))  # db = sum dY
+            self.bias.accumulate_grad(row_sums)  # db = sum dY over n, ho, wo
         cols_g = cols.reshape(G, -1, L)
         w = self.weight.data.reshape(G, O // G, -1)
         dw = _stack_groups(B.xp, [mm(dy[g], cols_g[g].T) for g in range(G)])  # dW_g = dY_g X_g^T
