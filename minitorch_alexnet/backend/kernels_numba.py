@@ -431,9 +431,11 @@ def batchnorm_normalize(
     keep_xhat: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """See ``kernels_numpy.batchnorm_normalize`` (without gamma, y is xhat itself)."""
-    y = np.empty_like(x3)
-    # a separate xhat only when it is kept and differs from y
+    # a separate xhat only when it is kept and differs from y. Allocated before y: in
+    # the other order glibc's heap reuses freed blocks worse, and a training step's
+    # peak resident memory was 60 MiB higher (AlexNetCIFAR, batch 128)
     xhat = np.empty_like(x3) if keep_xhat and gamma is not None else None
+    y = np.empty_like(x3)
     _bn_normalize(np.ascontiguousarray(x3), mean, inv_std, gamma, beta, y, xhat)
     return y, (None if not keep_xhat else y if gamma is None else xhat)
 
