@@ -1,9 +1,10 @@
 """Numba kernels for the CPU backend ``"numba"``.
 
 Each function here has the signature of its twin in ``kernels_numpy.py`` and its
-results (exactly for the copies and gathers; to rounding for the BatchNorm sums,
-which accumulate in float64), but runs as compiled, parallel loops instead of
-NumPy slicing: one pass over memory, no temporary arrays. The tests compare them.
+results (exactly for the copies and gathers; to rounding for the sums of BatchNorm
+and of ``nchw_to_cnhw``, which accumulate in float64), but runs as compiled,
+parallel loops instead of NumPy slicing: one pass over memory, no temporary
+arrays. The tests compare them.
 
 * Compiled code is cached on disk (``cache=True``), so only the first run of a
   new installation pays the compile time.
@@ -112,28 +113,28 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------ im2col / col2im
 @njit(parallel=True, **_jit)
-def _pad(x, ph, pw, xp):  # pragma: no cover - compiled
-    """xp (N, C, H + 2*ph, W + 2*pw): x with a border of zeros."""
+def _pad(x, ph, pw, x_pad):  # pragma: no cover - compiled
+    """x_pad (N, C, H + 2*ph, W + 2*pw): x with a border of zeros."""
     N, C, H, W = x.shape
-    Hp, Wp = xp.shape[2], xp.shape[3]
+    Hp, Wp = x_pad.shape[2], x_pad.shape[3]
     for nc in prange(N * C):
         n = nc // C
         c = nc % C
         for h in range(Hp):
             inside = ph <= h < ph + H
             for w in range(Wp):
-                xp[n, c, h, w] = x[n, c, h - ph, w - pw] if inside and pw <= w < pw + W else 0
+                x_pad[n, c, h, w] = x[n, c, h - ph, w - pw] if inside and pw <= w < pw + W else 0
 
 
 @njit(parallel=True, **_jit)
-def _im2col(xp, kh, kw, start, cols):  # pragma: no cover - compiled
-    # xp: the padded input (N, C, Hp, Wp), so that every window lies inside it.
+def _im2col(x_pad, kh, kw, start, cols):  # pragma: no cover - compiled
+    # x_pad: the padded input (N, C, Hp, Wp), so that every window lies inside it.
     # start[k]: where output position k = ho*Wo + wo has its window's first pixel,
     # (ho*sh)*Wp + wo*sw, in a padded plane. Pixel (i, j) of that window is then at
     # start[k] + i*Wp + j, so each row of cols is one long gather without a test:
     # 1.6x faster than looping over ho and wo (7 to 32 long) with bounds tests.
-    N, C, Hp, Wp = xp.shape
-    flat = xp.reshape(-1)
+    N, C, Hp, Wp = x_pad.shape
+    flat = x_pad.reshape(-1)
     L = start.size  # Ho*Wo
     for r in prange(C * kh * kw):  # one row of cols per (c, i, j)
         c = r // (kh * kw)
@@ -152,15 +153,15 @@ def im2col(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int) 
     N, C, H, W = x.shape
     Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     x = np.ascontiguousarray(x)
-    if ph or pw:  # padded once: 1/(KH*KW/(SH*SW)) of the columns' size
-        xp = np.empty((N, C, H + 2 * ph, W + 2 * pw), dtype=x.dtype)
-        _pad(x, ph, pw, xp)
+    if ph or pw:  # a padded copy, about SH*SW/(KH*KW) of the columns' size
+        x_pad = np.empty((N, C, H + 2 * ph, W + 2 * pw), dtype=x.dtype)
+        _pad(x, ph, pw, x_pad)
     else:
-        xp = x
-    Wp = xp.shape[3]
+        x_pad = x
+    Wp = x_pad.shape[3]
     start = (np.arange(Ho)[:, None] * (sh * Wp) + np.arange(Wo) * sw).ravel()
     cols = _columns.take((C * kh * kw, N * Ho * Wo), x.dtype)  # memory kept between steps
-    _im2col(xp, kh, kw, start, cols)
+    _im2col(x_pad, kh, kw, start, cols)
     return cols
 
 
@@ -273,7 +274,8 @@ def _maxpool_fwd(x, kh, kw, sh, sw, ph, pw, out, idx):  # pragma: no cover - com
             ix = None if idx is None else idx[n, c, ho]
             # whole windows. For 3x3 and 2x2 (AlexNet's and VGG's) the window size is a
             # constant here, so the compiler unrolls the window loops and vectorises over
-            # wo: 1.3-1.7x faster with indices, 3x without. Other sizes: the same code.
+            # wo: 2-3x faster than the same loops with run-time sizes, which all other
+            # window sizes get
             if kh == 3 and kw == 3:
                 _whole_windows(plane, o, ix, h0, lo, hi, 3, 3, sw, pw)
             elif kh == 2 and kw == 2:
@@ -341,7 +343,7 @@ def cnhw_to_nchw(y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     out = np.empty((N, C, H, W), dtype=y.dtype)
     b = bias if bias is not None else np.zeros(1, dtype=y.dtype)
     _cnhw_to_nchw(
-        np.ascontiguousarray(y).reshape(C, N, H * W), b, bias is not None, out.reshape(N, C, -1)
+        np.ascontiguousarray(y).reshape(C, N, H * W), b, bias is not None, out.reshape(N, C, H * W)
     )
     return out
 
@@ -368,7 +370,7 @@ def nchw_to_cnhw(x: np.ndarray, sums: bool = False) -> tuple[np.ndarray, np.ndar
     N, C, H, W = x.shape
     out = np.empty((C, N, H, W), dtype=x.dtype)
     s = np.empty(C, dtype=x.dtype) if sums else None
-    _nchw_to_cnhw(np.ascontiguousarray(x).reshape(N, C, -1), out.reshape(C, N, -1), s)
+    _nchw_to_cnhw(np.ascontiguousarray(x).reshape(N, C, H * W), out.reshape(C, N, H * W), s)
     return out, s
 
 
@@ -437,7 +439,9 @@ def batchnorm_normalize(
     xhat = np.empty_like(x3) if keep_xhat and gamma is not None else None
     y = np.empty_like(x3)
     _bn_normalize(np.ascontiguousarray(x3), mean, inv_std, gamma, beta, y, xhat)
-    return y, (None if not keep_xhat else y if gamma is None else xhat)
+    if keep_xhat and gamma is None:
+        return y, y  # without gamma and beta, y is xhat
+    return y, xhat  # (None when not kept)
 
 
 @njit(**_sums)
