@@ -246,7 +246,7 @@ def test_layout_kernels_take_an_empty_batch(fast_backend):
 
 
 @pytest.mark.parametrize(
-    "window",  # (kh, kw, sh, sw, ph, pw): the Numba kernel's 3x3 and 2x2 fast paths and others
+    "window",  # (kh, kw, sh, sw, ph, pw): the Numba kernel's 3x3 fast path and others
     [(3, 3, 2, 2, 0, 0), (3, 3, 2, 2, 1, 1), (3, 3, 1, 1, 1, 1), (2, 2, 2, 2, 0, 0),
      (2, 2, 1, 1, 1, 1), (4, 3, 3, 1, 2, 1), (1, 1, 2, 2, 0, 0)],
 )  # fmt: skip

@@ -272,14 +272,12 @@ def _maxpool_fwd(x, kh, kw, sh, sw, ph, pw, out, idx):  # pragma: no cover - com
                 continue
             o = out[n, c, ho]
             ix = None if idx is None else idx[n, c, ho]
-            # whole windows. For 3x3 and 2x2 (AlexNet's and VGG's) the window size is a
-            # constant here, so the compiler unrolls the window loops and vectorises over
-            # wo: 2-3x faster than the same loops with run-time sizes, which all other
-            # window sizes get
+            # whole windows. For 3x3 (AlexNet's pools) the window size is a constant
+            # here, so the compiler unrolls the window loops and vectorises over wo: 2-3x
+            # faster than the same loops with run-time sizes, which other sizes get (each
+            # constant size more costs about a second of compiling on first use)
             if kh == 3 and kw == 3:
                 _whole_windows(plane, o, ix, h0, lo, hi, 3, 3, sw, pw)
-            elif kh == 2 and kw == 2:
-                _whole_windows(plane, o, ix, h0, lo, hi, 2, 2, sw, pw)
             else:
                 _whole_windows(plane, o, ix, h0, lo, hi, kh, kw, sw, pw)
 
