@@ -128,6 +128,19 @@ __global__ void filter_transform(const T* __restrict__ w, T* __restrict__ U, int
     for (int k = 0; k < A * A; ++k) U[k * plane_size + e] = (T)u[k];
 }
 
+// The thread index e = row * tiles + t of the tile kernels below, split into the row
+// (a channel) and tile t = (n * th + ti) * tw + tj's image n and tile position (ti, tj).
+template <typename I>
+__device__ __forceinline__ void split_tile_index(I e, I tiles, I th, I tw, I& row, I& n,
+                                                 I& ti, I& tj) {
+    row = e / tiles;
+    const I t = e - row * tiles;
+    n = t / (th * tw);
+    const I q = t - n * (th * tw);
+    ti = q / tw;
+    tj = q - ti * tw;
+}
+
 // One thread per (c, t), e = c * tiles + t: V[k][c][t] = (B^T d B)[k / alpha][k % alpha],
 // where d[a][b] = x[n, c, m*ti - ph + a, m*tj - pw + b] (0 outside the image); the tile
 // stride m is the output tile size of V. I is the index type: int when every array has
@@ -139,8 +152,8 @@ __global__ void input_transform(const T* __restrict__ x, T* __restrict__ Vt, I N
     const I tiles = N * th * tw;
     const I e = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x;
     if (e >= C * tiles) return;
-    const I c = e / tiles, t = e - c * tiles;
-    const I n = t / (th * tw), q = t - n * (th * tw), ti = q / tw, tj = q - ti * tw;
+    I c, n, ti, tj;
+    split_tile_index(e, tiles, th, tw, c, n, ti, tj);
     const I h0 = m * ti - ph, w0 = m * tj - pw;
     const T* plane = x + (n * C + c) * H * W;
 
@@ -172,8 +185,8 @@ __global__ void output_transform(const T* __restrict__ M, const T* __restrict__ 
     const I tiles = N * th * tw;
     const I e = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x;
     if (e >= O * tiles) return;
-    const I o = e / tiles, t = e - o * tiles;
-    const I n = t / (th * tw), q = t - n * (th * tw), ti = q / tw, tj = q - ti * tw;
+    I o, n, ti, tj;
+    split_tile_index(e, tiles, th, tw, o, n, ti, tj);
 
     const I plane_size = O * tiles;
     T mt[A * A], am[m * A], Y[m * m];
@@ -205,8 +218,8 @@ __global__ void dy_transform(const T* __restrict__ dy, T* __restrict__ U, I N, I
     const I tiles = N * th * tw;
     const I e = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x;
     if (e >= O * tiles) return;
-    const I o = e / tiles, t = e - o * tiles;
-    const I n = t / (th * tw), q = t - n * (th * tw), ti = q / tw, tj = q - ti * tw;
+    I o, n, ti, tj;
+    split_tile_index(e, tiles, th, tw, o, n, ti, tj);
     const T* plane = dy + (n * O + o) * Ho * Wo;
 
     T blk[m * m], ge[A * m], u[A * A];
