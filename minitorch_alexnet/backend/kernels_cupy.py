@@ -231,6 +231,24 @@ def col2im(
     return dx
 
 
+def conv2d_input_grad(
+    dy: cp.ndarray,
+    w: cp.ndarray,
+    x_shape: tuple[int, int, int, int],
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+) -> cp.ndarray:
+    """See ``kernels_numpy.conv2d_input_grad``: the same two steps, W_g^T dY_g by cuBLAS
+    and the col2im kernel above."""
+    parts = [matmul(w[g].T, dy[g]) for g in range(w.shape[0])]
+    dcols = parts[0] if len(parts) == 1 else cp.concatenate(parts)
+    return col2im(dcols, x_shape, kh, kw, sh, sw, ph, pw)
+
+
 def maxpool2d_forward(
     x: cp.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, indices: bool = True
 ) -> tuple[cp.ndarray, cp.ndarray | None]:

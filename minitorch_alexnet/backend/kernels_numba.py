@@ -28,6 +28,7 @@ from . import kernels_numpy as _reference
 # small updates: the NumPy versions serve this backend as they are
 from .kernels_numpy import batchnorm_update_running as batchnorm_update_running
 from .kernels_numpy import inv_std as inv_std
+from .kernels_numpy import matmul as matmul
 from .kernels_numpy import out_size
 from .kernels_numpy import winograd_conv2d as winograd_conv2d
 from .kernels_numpy import winograd_conv2d_input_grad as winograd_conv2d_input_grad
@@ -49,14 +50,13 @@ class _ColumnMemory:
 
     When Conv2d recomputes the columns in backward (the default), every convolution
     of a step takes its columns, uses them and drops them, so a single buffer, the
-    size of the largest column matrix, serves them all. The backward product
-    dX_col = W^T dY has the columns' shape and is computed after they are dropped,
+    size of the largest column matrix, serves them all. The input gradient's product
+    (``conv2d_input_grad``) has the columns' size and comes after they are dropped,
     so it takes the same buffer.
     """
 
     def __init__(self) -> None:
         self._buffers: list[np.ndarray] = []  # flat blocks of bytes
-        self._shapes: set[tuple] = set()  # the column shapes handed out so far
         # what getrefcount reports for a buffer that only this list refers to
         probe = [np.empty(1)]
         self._free_refs = sys.getrefcount(probe[0])
@@ -80,7 +80,6 @@ class _ColumnMemory:
     def take(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """An array of ``shape``: a view of a free buffer, else of a new one (kept)."""
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        self._shapes.add((tuple(shape), np.dtype(dtype)))
         b = self._best_free(nbytes)
         if b is None:
             # free buffers too small for this request would only add to the footprint
@@ -89,26 +88,8 @@ class _ColumnMemory:
             self._buffers.append(b)
         return self._view(b, shape, dtype)
 
-    def reuse(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
-        """For an array of a column matrix's shape (dX_col): a view of a free buffer, if
-        one is large enough; else None (nothing new is kept). Other shapes get None, so
-        that no small product (a weight gradient, an activation) pins a large buffer."""
-        if (tuple(shape), np.dtype(dtype)) not in self._shapes:
-            return None
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        b = self._best_free(nbytes)
-        return None if b is None else self._view(b, shape, dtype)
-
 
 _columns = _ColumnMemory()
-
-
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """See ``kernels_numpy.matmul``: (M, K) x (K, N) -> (M, N); the product dX_col of a
-    convolution's backward pass lands in a free column buffer of its shape."""
-    shape, dtype = (a.shape[0], b.shape[1]), np.result_type(a, b)
-    out = _columns.reuse(shape, dtype) if a.ndim == b.ndim == 2 else None
-    return a @ b if out is None else np.matmul(a, b, out=out)
 
 
 # ------------------------------------------------------------------ im2col / col2im
@@ -208,6 +189,73 @@ def col2im(
     # enough tasks to keep every thread busy when there are few channels (conv1 has 3)
     blocks = -(-4 * get_num_threads() // C)  # ceil(4 * threads / C)
     _col2im(np.ascontiguousarray(cols), N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, blocks, dx)
+    return dx
+
+
+@njit(parallel=True, **_jit)
+def _patches_to_image(rows, Ho, Wo, kh, kw, sh, sw, ph, pw, c0, dx):  # pragma: no cover
+    # rows (N*Ho*Wo, KH*KW*Cg): row (n, ho, wo) is the gradient of that output position's
+    # window, channels last: pixel (i, j), channel c at column (i*KW + j)*Cg + c.
+    # Adds each row back onto its window of dx[n, c0:c0+Cg] (NCHW).
+    N, _, H, W = dx.shape
+    Cg = rows.shape[1] // (kh * kw)
+    for n in prange(N):  # one image per task: no two threads add to the same pixel
+        # the image's sums, channels last (H, W, Cg): one window pixel's Cg channels are
+        # contiguous in rows and here, so the innermost loop is one vector add
+        acc = np.zeros((H, W, Cg), dtype=dx.dtype)
+        # outputs (ho, wo) last to first: a pixel then receives its terms in the order
+        # (i, j) = (0, 0), (0, 1), ..., the order of the reference col2im: same rounding
+        for ho in range(Ho - 1, -1, -1):
+            h0 = ho * sh - ph  # the window's top row in dx; rows h0 + i inside 0..H-1:
+            i_lo, i_hi = max(0, -h0), min(kh, H - h0)
+            for wo in range(Wo - 1, -1, -1):
+                w0 = wo * sw - pw
+                j_lo, j_hi = max(0, -w0), min(kw, W - w0)
+                src = rows[(n * Ho + ho) * Wo + wo]
+                for i in range(i_lo, i_hi):
+                    for j in range(j_lo, j_hi):
+                        pixel = acc[h0 + i, w0 + j]
+                        first = (i * kw + j) * Cg
+                        for c in range(Cg):
+                            pixel[c] += src[first + c]
+        for c in range(Cg):  # channels last -> the NCHW planes of dx
+            for h in range(H):
+                for w in range(W):
+                    dx[n, c0 + c, h, w] = acc[h, w, c]
+
+
+def conv2d_input_grad(
+    dy: np.ndarray,
+    w: np.ndarray,
+    x_shape: tuple[int, int, int, int],
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+) -> np.ndarray:
+    """See ``kernels_numpy.conv2d_input_grad``: (G, O/G, N*Ho*Wo) -> (N, C, H, W).
+
+    The same sums, from the transposed product: dX_col^T = dY_g^T W_g, one row per
+    output position (its window's gradient), with W_g's columns reordered to (i, j, c)
+    so that a window pixel's channels sit side by side. Adding those rows back onto
+    the image then runs along the channels, in vector adds, where col2im's rows of dX_col
+    give runs only Wo long (7 to 32): 2x faster than ``col2im`` on AlexNetCIFAR's layers.
+    """
+    N, C, H, W = x_shape
+    G, Og = w.shape[0], w.shape[1]
+    Cg = C // G
+    Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
+    dx = np.empty((N, C, H, W), dtype=np.result_type(dy, w))
+    for g in range(G):
+        # W_g (O/G, Cg*KH*KW), columns (c, i, j) -> (O/G, KH*KW*Cg), columns (i, j, c)
+        w_last = np.ascontiguousarray(w[g].reshape(Og, Cg, kh * kw).transpose(0, 2, 1))
+        # dX_col^T: (N*Ho*Wo, KH*KW*Cg), the columns' size, so in the columns' memory
+        rows = _columns.take((N * Ho * Wo, kh * kw * Cg), dx.dtype)
+        np.matmul(dy[g].T, w_last.reshape(Og, -1), out=rows)
+        _patches_to_image(rows, Ho, Wo, kh, kw, sh, sw, ph, pw, g * Cg, dx)
+        del rows  # its buffer is free again for the next group
     return dx
 
 

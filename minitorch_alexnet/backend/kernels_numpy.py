@@ -93,6 +93,33 @@ def col2im(
     return dxp[:, :, ph : ph + H, pw : pw + W]
 
 
+def conv2d_input_grad(
+    dy: np.ndarray,
+    w: np.ndarray,
+    x_shape: tuple[int, int, int, int],
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+) -> np.ndarray:
+    """A convolution's input gradient by im2col: dX_g = W_g^T dY_g for each group g,
+    stacked into dX_col, then ``col2im(dX_col)``.
+
+    Args:
+        dy: dL/dy as (G, O/G, N*Ho*Wo): row o of group g holds output channel
+            g*O/G + o for every output position (n, ho, wo).
+        w: the weight as (G, O/G, C/G*KH*KW).
+        x_shape: (N, C, H, W) of the input; kh, ..., pw: the window, as for im2col.
+    Returns:
+        dx, shape (N, C, H, W).
+    """
+    parts = [matmul(w[g].T, dy[g]) for g in range(w.shape[0])]  # (C/G*KH*KW, N*Ho*Wo) each
+    dcols = parts[0] if len(parts) == 1 else np.concatenate(parts)  # dX_col
+    return col2im(dcols, x_shape, kh, kw, sh, sw, ph, pw)
+
+
 # ------------------------------------------------------------------ max pooling
 def maxpool2d_forward(
     x: np.ndarray, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, indices: bool = True

@@ -205,5 +205,7 @@ class Conv2d(Module):
             return B.kernels.winograd_conv2d_input_grad(
                 grad_out, self.weight.data, self.padding, x.shape[2:]
             )
-        dcols = _stack_groups(B.xp, [mm(w[g].T, dy[g]) for g in range(G)])  # dX_g = W_g^T dY_g
-        return B.kernels.col2im(dcols, x.shape, kh, kw, sh, sw, ph, pw)
+        # dX_g = W_g^T dY_g, stacked into dX_col (C*KH*KW, N*Ho*Wo), then col2im adds each
+        # column back onto its window: dx (N, C, H, W). One backend call does both, so
+        # that the CPU can lay the product out the way its col2im runs fastest.
+        return B.kernels.conv2d_input_grad(dy, w, x.shape, kh, kw, sh, sw, ph, pw)
