@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
-from strategies import conv_cases, normal, pool_cases, seeds, tie_free
+from strategies import ConvCase, conv_cases, normal, pool_cases, seeds, tie_free
 
 import minitorch_alexnet as mt
 from minitorch_alexnet.backend import kernels_numpy as ref
@@ -64,6 +64,42 @@ def test_conv2d_input_grad_matches_reference(fast_backend, case, seed, dtype, in
     else:  # each pixel: at most KH*KW*O/G products, each below |dy|max * |w|max
         eps = np.finfo(dtype).eps
         bound = case.kh * case.kw * dy.shape[1] * np.abs(dy).max() * np.abs(w).max()
+        np.testing.assert_allclose(got, expected, rtol=0, atol=8 * eps * bound)
+
+
+@given(
+    case=conv_cases(max_channels=10),
+    seed=seeds,
+    dtype=dtypes,
+    integers=st.booleans(),
+    kept=st.booleans(),
+)
+@example(  # always one case with 8 channels per group, groups, padding and strides
+    case=ConvCase(N=2, C=16, O=4, H=6, W=7, kh=3, kw=2, sh=2, sw=1, ph=1, pw=0, groups=2),
+    seed=0,
+    dtype="float32",
+    integers=False,
+    kept=False,
+)
+def test_conv2d_weight_grad_matches_reference(fast_backend, case, seed, dtype, integers, kept):
+    # dW_g = dY_g X_g^T, with the columns kept from forward or redone by the kernel (the
+    # Numba kernel makes them channels last from 8 channels per group on, so up to 10
+    # channels are drawn); equal to rounding, exactly equal for integer values
+    G, (Ho, Wo) = case.groups, case.out_hw
+    dy = normal(seed, (G, case.O // G, case.N * Ho * Wo), dtype)
+    x = normal(seed + 1, case.x_shape, dtype)
+    if integers:
+        dy, x = np.round(4 * dy), np.round(4 * x)
+    cols = ref.im2col(x, *case.window) if kept else None
+    expected = ref.conv2d_weight_grad(dy, x, cols, *case.window)
+    got = _run(fast_backend, "conv2d_weight_grad", dy, x, cols, *case.window)
+    assert got.shape == expected.shape == (case.O, case.C // G * case.kh * case.kw)
+    assert got.dtype == expected.dtype
+    if integers:
+        np.testing.assert_array_equal(got, expected)
+    else:  # each entry: a sum of N*Ho*Wo products, each below |dy|max * |x|max
+        eps = np.finfo(dtype).eps
+        bound = dy.shape[2] * np.abs(dy).max() * np.abs(x).max()
         np.testing.assert_allclose(got, expected, rtol=0, atol=8 * eps * bound)
 
 

@@ -231,6 +231,26 @@ def col2im(
     return dx
 
 
+def conv2d_weight_grad(
+    dy: cp.ndarray,
+    x: cp.ndarray,
+    cols: cp.ndarray | None,
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+) -> cp.ndarray:
+    """See ``kernels_numpy.conv2d_weight_grad``: the columns from the im2col kernel above
+    (unless kept), dY_g X_g^T by cuBLAS."""
+    if cols is None:
+        cols = im2col(x, kh, kw, sh, sw, ph, pw)
+    cols_g = cols.reshape(dy.shape[0], -1, cols.shape[1])
+    parts = [matmul(dy[g], cols_g[g].T) for g in range(dy.shape[0])]
+    return parts[0] if len(parts) == 1 else cp.concatenate(parts)
+
+
 def conv2d_input_grad(
     dy: cp.ndarray,
     w: cp.ndarray,

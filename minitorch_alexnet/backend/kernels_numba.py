@@ -193,6 +193,72 @@ def col2im(
 
 
 @njit(parallel=True, **_jit)
+def _image_to_patches(x, kh, kw, sh, sw, ph, pw, c0, Ho, Wo, rows):  # pragma: no cover
+    # rows (N*Ho*Wo, KH*KW*Cg): row (n, ho, wo) gets the window of output position
+    # (ho, wo) in image n, channels c0..c0+Cg-1, channels last: pixel (i, j), channel c
+    # at column (i*KW + j)*Cg + c. The rows of X_col^T, with columns reordered.
+    N, _, H, W = x.shape
+    Cg = rows.shape[1] // (kh * kw)
+    for n in prange(N):
+        # the image zero-padded and channels last (Hp, Wp, Cg): a window pixel's
+        # channels side by side, to be copied as one run
+        image = np.zeros((H + 2 * ph, W + 2 * pw, Cg), dtype=x.dtype)
+        for c in range(Cg):
+            for h in range(H):
+                for w in range(W):
+                    image[ph + h, pw + w, c] = x[n, c0 + c, h, w]
+        for ho in range(Ho):
+            for wo in range(Wo):
+                dst = rows[(n * Ho + ho) * Wo + wo]
+                for i in range(kh):
+                    for j in range(kw):
+                        pixel = image[ho * sh + i, wo * sw + j]
+                        first = (i * kw + j) * Cg
+                        for c in range(Cg):
+                            dst[first + c] = pixel[c]
+
+
+def conv2d_weight_grad(
+    dy: np.ndarray,
+    x: np.ndarray,
+    cols: np.ndarray | None,
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+) -> np.ndarray:
+    """See ``kernels_numpy.conv2d_weight_grad``: (G, O/G, N*Ho*Wo) -> (O, C/G*KH*KW).
+
+    Columns kept from forward go into the reference's product. Redone, they are made
+    as rows (X_col^T, one per output position) with each window pixel's channels side
+    by side, copied in runs of C/G: 2-3x faster than ``im2col``, whose rows are
+    gathered one pixel at a time. Then dW_g = dY_g X_g^T comes out with its columns
+    ordered (i, j, c), and a small copy puts them back in (c, i, j) order. With fewer
+    than 8 channels per group (a first layer) the runs are too short to pay.
+    """
+    N, C, H, W = x.shape
+    G, Og = dy.shape[0], dy.shape[1]
+    Cg = C // G
+    if cols is not None or Cg < 8:
+        if cols is None:
+            cols = im2col(x, kh, kw, sh, sw, ph, pw)
+        return _reference.conv2d_weight_grad(dy, x, cols, kh, kw, sh, sw, ph, pw)
+    Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
+    dw = np.empty((G * Og, Cg, kh * kw), dtype=np.result_type(dy, x))
+    x = np.ascontiguousarray(x)
+    for g in range(G):
+        # X_g^T, channels last: (N*Ho*Wo, KH*KW*Cg), the columns' size and memory
+        rows = _columns.take((N * Ho * Wo, kh * kw * Cg), x.dtype)
+        _image_to_patches(x, kh, kw, sh, sw, ph, pw, g * Cg, Ho, Wo, rows)
+        dw_last = dy[g] @ rows  # (O/G, KH*KW*Cg): columns (i, j, c)
+        del rows
+        dw[g * Og : (g + 1) * Og] = dw_last.reshape(Og, kh * kw, Cg).transpose(0, 2, 1)
+    return dw.reshape(G * Og, Cg * kh * kw)
+
+
+@njit(parallel=True, **_jit)
 def _patches_to_image(rows, Ho, Wo, kh, kw, sh, sw, ph, pw, c0, dx):  # pragma: no cover
     # rows (N*Ho*Wo, KH*KW*Cg): row (n, ho, wo) is the gradient of that output position's
     # window, channels last: pixel (i, j), channel c at column (i*KW + j)*Cg + c.

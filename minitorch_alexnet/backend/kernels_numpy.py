@@ -93,6 +93,35 @@ def col2im(
     return dxp[:, :, ph : ph + H, pw : pw + W]
 
 
+def conv2d_weight_grad(
+    dy: np.ndarray,
+    x: np.ndarray,
+    cols: np.ndarray | None,
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    ph: int,
+    pw: int,
+) -> np.ndarray:
+    """A convolution's weight gradient by im2col: dW_g = dY_g X_g^T for each group g.
+
+    Args:
+        dy: dL/dy as (G, O/G, N*Ho*Wo): row o of group g holds output channel
+            g*O/G + o for every output position (n, ho, wo).
+        x: the input (N, C, H, W); kh, ..., pw: the window, as for im2col.
+        cols: X_col = im2col(x) (C*KH*KW, N*Ho*Wo) if the caller kept it from
+            forward; None to have it redone here from x.
+    Returns:
+        dW, shape (O, C/G*KH*KW): the weight's gradient, rows by output channel.
+    """
+    if cols is None:
+        cols = im2col(x, kh, kw, sh, sw, ph, pw)
+    cols_g = cols.reshape(dy.shape[0], -1, cols.shape[1])  # X_g: (G, C/G*KH*KW, N*Ho*Wo)
+    parts = [matmul(dy[g], cols_g[g].T) for g in range(dy.shape[0])]  # (O/G, C/G*KH*KW) each
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 def conv2d_input_grad(
     dy: np.ndarray,
     w: np.ndarray,

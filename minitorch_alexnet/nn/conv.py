@@ -167,7 +167,6 @@ class Conv2d(Module):
         """
         s = self._saved(grad_out)
         B = get_backend()
-        mm = B.kernels.matmul
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         G, O = self.groups, self.out_channels
         x, cols = s["x"], s["cols"]
@@ -183,21 +182,17 @@ class Conv2d(Module):
             return B.kernels.winograd_conv2d_input_grad(
                 grad_out, self.weight.data, self.padding, x.shape[2:]
             )
-        if cols is None:
-            cols = B.kernels.im2col(x, kh, kw, sh, sw, ph, pw)  # X_col again: (C*KH*KW, N*Ho*Wo)
-        L = cols.shape[1]  # N*Ho*Wo
-
         # dY laid out like Y: (O, N*Ho*Wo), rows grouped by output channel; the same
         # pass adds up each row of dY, which is db
         dy, row_sums = B.kernels.nchw_to_cnhw(grad_out, sums=self.bias is not None)
-        dy = dy.reshape(G, O // G, L)
+        dy = dy.reshape(G, O // G, -1)
         if self.bias is not None:
             self.bias.accumulate_grad(row_sums)  # db = sum dY over n, ho, wo
-        cols_g = cols.reshape(G, -1, L)
-        w = self.weight.data.reshape(G, O // G, -1)
-        dw = _stack_groups(B.xp, [mm(dy[g], cols_g[g].T) for g in range(G)])  # dW_g = dY_g X_g^T
+        # dW_g = dY_g X_g^T, X_col = im2col(x): the columns kept from forward, or (cols is
+        # None) im2col redone by the kernel, in whatever layout its product runs fastest
+        dw = B.kernels.conv2d_weight_grad(dy, x, cols, kh, kw, sh, sw, ph, pw)
         self.weight.accumulate_grad(dw.reshape(self.weight.shape))
-        del s, cols, cols_g  # done with X_col: its memory can serve dX_col (same shape) below
+        del s, cols  # done with X_col: its memory can serve dX_col (same size) below
         if not input_grad:
             return None
         if self._uses_winograd(B):  # dx: the convolution of dy with the flipped filters
@@ -208,4 +203,5 @@ class Conv2d(Module):
         # dX_g = W_g^T dY_g, stacked into dX_col (C*KH*KW, N*Ho*Wo), then col2im adds each
         # column back onto its window: dx (N, C, H, W). One backend call does both, so
         # that the CPU can lay the product out the way its col2im runs fastest.
+        w = self.weight.data.reshape(G, O // G, -1)  # W_g: (G, O/G, C/G*KH*KW)
         return B.kernels.conv2d_input_grad(dy, w, x.shape, kh, kw, sh, sw, ph, pw)
