@@ -302,8 +302,10 @@ def test_conv_backward_is_the_same_with_kept_or_recomputed_columns():
             results.append((dx, conv.weight.grad, conv.bias.grad))
         finally:
             B.recompute_columns = default
+    # the same sums either way; the Numba backend redoes the columns in another layout
+    # (channels last), whose product BLAS may round differently: equal to rounding
     for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
 
 
 def test_lrn_is_accurate_in_float32_with_many_channels():
