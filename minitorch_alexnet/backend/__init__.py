@@ -85,7 +85,7 @@ class Backend:
         # the columns from forward? They are K*K/S^2 times the input (392 MiB for
         # AlexNetCIFAR at batch 128, more than all its activations), so by default
         # backward redoes them, as cuDNN and oneDNN never store them at all. On the GPU
-        # that is nearly free; on the CPU it costs about 5% of a training step, which
+        # that is nearly free; on the CPU it costs about 2% of a training step, which
         # ``recompute_columns = False`` buys back for the memory.
         self.recompute_columns = True
         # Conv2d's 5x5 layers by Winograd (see winograd.py; the GPU runs F(4x4, 5x5)):
