@@ -231,6 +231,11 @@ def col2im(
     return dx
 
 
+def _stack_groups(parts: list[cp.ndarray]) -> cp.ndarray:
+    """Per-group products one above the other (no copy for a single group)."""
+    return parts[0] if len(parts) == 1 else cp.concatenate(parts)
+
+
 def conv2d_weight_grad(
     dy: cp.ndarray,
     x: cp.ndarray,
@@ -247,8 +252,7 @@ def conv2d_weight_grad(
     if cols is None:
         cols = im2col(x, kh, kw, sh, sw, ph, pw)
     cols_g = cols.reshape(dy.shape[0], -1, cols.shape[1])
-    parts = [matmul(dy[g], cols_g[g].T) for g in range(dy.shape[0])]
-    return parts[0] if len(parts) == 1 else cp.concatenate(parts)
+    return _stack_groups([matmul(dy[g], cols_g[g].T) for g in range(dy.shape[0])])
 
 
 def conv2d_input_grad(
@@ -264,8 +268,7 @@ def conv2d_input_grad(
 ) -> cp.ndarray:
     """See ``kernels_numpy.conv2d_input_grad``: the same two steps, W_g^T dY_g by cuBLAS
     and the col2im kernel above."""
-    parts = [matmul(w[g].T, dy[g]) for g in range(w.shape[0])]
-    dcols = parts[0] if len(parts) == 1 else cp.concatenate(parts)
+    dcols = _stack_groups([matmul(w[g].T, dy[g]) for g in range(w.shape[0])])
     return col2im(dcols, x_shape, kh, kw, sh, sw, ph, pw)
 
 

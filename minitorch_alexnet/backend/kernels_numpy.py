@@ -93,6 +93,11 @@ def col2im(
     return dxp[:, :, ph : ph + H, pw : pw + W]
 
 
+def _stack_groups(parts: list[np.ndarray]) -> np.ndarray:
+    """Per-group products one above the other (no copy for a single group)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 def conv2d_weight_grad(
     dy: np.ndarray,
     x: np.ndarray,
@@ -118,8 +123,7 @@ def conv2d_weight_grad(
     if cols is None:
         cols = im2col(x, kh, kw, sh, sw, ph, pw)
     cols_g = cols.reshape(dy.shape[0], -1, cols.shape[1])  # X_g: (G, C/G*KH*KW, N*Ho*Wo)
-    parts = [matmul(dy[g], cols_g[g].T) for g in range(dy.shape[0])]  # (O/G, C/G*KH*KW) each
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return _stack_groups([matmul(dy[g], cols_g[g].T) for g in range(dy.shape[0])])  # dW_g
 
 
 def conv2d_input_grad(
@@ -144,8 +148,7 @@ def conv2d_input_grad(
     Returns:
         dx, shape (N, C, H, W).
     """
-    parts = [matmul(w[g].T, dy[g]) for g in range(w.shape[0])]  # (C/G*KH*KW, N*Ho*Wo) each
-    dcols = parts[0] if len(parts) == 1 else np.concatenate(parts)  # dX_col
+    dcols = _stack_groups([matmul(w[g].T, dy[g]) for g in range(w.shape[0])])  # dX_col
     return col2im(dcols, x_shape, kh, kw, sh, sw, ph, pw)
 
 
