@@ -68,7 +68,7 @@ class Ours:
             self.t = mt.asarray(rng.integers(0, CLASSES[model_name], batch), "int64")
         self._train, self._eval = self._train_fn, self._eval_fn
         if graph:  # each step recorded once as a CUDA graph, then replayed
-            from minitorch_alexnet.backend.cuda_graph import GraphedStep
+            from minitorch_alexnet.backend.cuda.graph import GraphedStep
 
             with mt.use_backend(backend):
                 self.opt.hyperparameters_on_device()

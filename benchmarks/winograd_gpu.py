@@ -11,12 +11,12 @@ F(4x4, 3x3): AlexNetCIFAR conv3-5 (192 -> 384, 384 -> 256, 256 -> 256 on 7x7) at
 128. For each it times
 
 * forward: our im2col path (im2col, one SGEMM, cnhw_to_nchw with the bias: what
-  Conv2d.forward does), ``winograd_cuda.winograd_conv2d``, and cuDNN
+  ``backend/cuda/conv.py`` runs off Winograd), ``winograd.cuda.winograd_conv2d``, and cuDNN
   (``torch.nn.functional.conv2d``);
-* input gradient dX alone: W^T @ dY + col2im, ``winograd_cuda.winograd_conv2d_input_grad``,
+* input gradient dX alone: W^T @ dY + col2im, ``winograd.cuda.winograd_conv2d_input_grad``,
   and cuDNN (``torch.nn.grad.conv2d_input``);
 * weight gradient dW alone: im2col + dY X_col^T (with the transposed dY, as
-  Conv2d.backward does), ``winograd_cuda.winograd_conv2d_weight_grad``, and cuDNN
+  ``backend/cuda/conv.py`` does), ``winograd.cuda.winograd_conv2d_weight_grad``, and cuDNN
   (``torch.nn.grad.conv2d_weight``).
 
 Times are CUDA-event milliseconds per call: the median of ``--repeats`` samples of
@@ -24,7 +24,7 @@ Times are CUDA-event milliseconds per call: the median of ``--repeats`` samples 
 PyTorch runs with TF32 off and ``cudnn.benchmark`` on, when it is importable.
 The errors are max |a - b| / max |b| of each method against im2col in float64.
 ``--breakdown`` also times the four steps of the forward by the GPU's choice of
-variant (``winograd_cuda.CHOICE``): filter transform, input transform, the batched
+variant (``winograd.cuda.CHOICE``): filter transform, input transform, the batched
 product, output transform.
 """
 
@@ -104,13 +104,14 @@ def rel_err(a, b) -> float:
 def bench_case(
     cp, torch, N: int, C: int, O: int, S: int, K: int, repeats: int, calls: int, breakdown: bool
 ) -> dict:
-    from minitorch_alexnet.backend import kernels_cupy as kc
-    from minitorch_alexnet.backend import winograd as wg
-    from minitorch_alexnet.backend import winograd_cuda as wc
+    from minitorch_alexnet.backend.cuda.conv import cnhw_to_nchw
+    from minitorch_alexnet.backend.cuda.cublas import matmul as mm  # Conv2d's products
+    from minitorch_alexnet.backend.cuda.im2col import col2im, im2col
+    from minitorch_alexnet.backend.winograd import cuda as wc
+    from minitorch_alexnet.backend.winograd import reference as wg
 
     P = K // 2
-    # Conv2d's matrix product: kernels_cupy.matmul where the backend has one, else CuPy's @
-    mm = getattr(kc, "matmul", None) or (lambda a, b: a @ b)
+    window = ((K, K), (1, 1), (P, P))
     rng = np.random.default_rng(0)
     Ho = Wo = S + 2 * P - K + 1
     x = cp.asarray(np.maximum(rng.standard_normal((N, C, S, S)), 0), dtype=cp.float32)
@@ -118,17 +119,17 @@ def bench_case(
     b = cp.asarray(rng.standard_normal(O) * 0.1, dtype=cp.float32)
     dy = cp.asarray(rng.standard_normal((N, O, Ho, Wo)), dtype=cp.float32)
 
-    def im2col_fwd(x=x, w=w, b=b):  # Conv2d.forward for one group
-        cols = kc.im2col(x, K, K, 1, 1, P, P)  # (C*K*K, N*Ho*Wo)
+    def im2col_fwd(x=x, w=w, b=b):  # the GPU's conv2d_forward by im2col, one group
+        cols = im2col(x, *window)  # (C*K*K, N*Ho*Wo)
         y = mm(w.reshape(O, -1), cols)  # (O, N*Ho*Wo)
-        return kc.cnhw_to_nchw(y.reshape(O, N, Ho, Wo), b)
+        return cnhw_to_nchw(y.reshape(O, N, Ho, Wo), b)
 
-    def im2col_dx(dy=dy, w=w, shape=x.shape):  # the dX half of Conv2d.backward
+    def im2col_dx(dy=dy, w=w, shape=x.shape):  # the dX half of conv2d_backward
         d = cp.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(O, -1)  # (O, N*Ho*Wo)
-        return kc.col2im(mm(w.reshape(O, -1).T, d), shape, K, K, 1, 1, P, P)
+        return col2im(mm(w.reshape(O, -1).T, d), shape, *window)
 
-    def im2col_dw(x=x, dy=dy):  # the dW half of Conv2d.backward (columns recomputed)
-        cols = kc.im2col(x, K, K, 1, 1, P, P)
+    def im2col_dw(x=x, dy=dy):  # the dW half of conv2d_backward (columns recomputed)
+        cols = im2col(x, *window)
         d = cp.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(O, -1)
         return mm(d, cols.T).reshape(O, C, K, K)
 

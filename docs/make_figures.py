@@ -3,10 +3,12 @@
     python docs/make_figures.py              # writes docs/img/im2col_*.png and col2im_*.png
     python docs/make_figures.py --out /some/folder
 
-Every number in the pictures comes from ``minitorch_alexnet.backend.kernels_numpy``:
-``im2col`` unfolds a 4x4 image with a 3x3 window into a 9x4 matrix, a matrix
-product with the filters gives the convolution (checked against ``nn.Conv2d``),
-and ``col2im`` folds a column gradient back onto the image.
+Every number in the pictures comes from the reference functions of
+``minitorch_alexnet/nn/im2col.py`` (``.reference``: the plain NumPy code of that
+file, whatever backend is active): ``im2col`` unfolds a 4x4 image with a 3x3
+window into a 9x4 matrix, a matrix product with the filters gives the convolution
+(checked against ``nn.Conv2d``), and ``col2im`` folds a column gradient back onto
+the image.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ try:
 except ImportError:  # running from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from minitorch_alexnet.backend import kernels_numpy as K
+from minitorch_alexnet.nn.im2col import col2im, im2col
 
 # one colour per output position (= per column of X_col)
 COLOURS = ["#e6550d", "#3182bd", "#31a354", "#756bb1"]
-WINDOW = (3, 3, 1, 1, 0, 0)  # kh, kw, sh, sw, ph, pw
+WINDOW = ((3, 3), (1, 1), (0, 0))  # kernel_size (KH, KW), stride (SH, SW), padding (PH, PW)
 
 
 def example() -> dict[str, np.ndarray]:
@@ -38,7 +40,7 @@ def example() -> dict[str, np.ndarray]:
     ``counts`` (1, 1, 4, 4) = col2im(ones): how many windows hold each pixel.
     """
     x = np.arange(1.0, 17.0).reshape(1, 1, 4, 4)
-    cols = K.im2col(x, *WINDOW)  # (C*KH*KW, N*Ho*Wo) = (9, 4)
+    cols = im2col.reference(x, *WINDOW)  # (C*KH*KW, N*Ho*Wo) = (9, 4)
     w = np.array(
         [
             [[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]],  # sums the diagonal
@@ -48,7 +50,7 @@ def example() -> dict[str, np.ndarray]:
     w_rows = w.reshape(2, -1)  # (O, C*KH*KW)
     y_rows = w_rows @ cols  # (O, N*Ho*Wo)
     y = y_rows.reshape(2, 1, 2, 2).transpose(1, 0, 2, 3)  # (N, O, Ho, Wo)
-    counts = K.col2im(np.ones_like(cols), x.shape, *WINDOW)
+    counts = col2im.reference(np.ones_like(cols), x.shape, *WINDOW)  # (N, C, H, W)
     return dict(x=x, cols=cols, w=w, w_rows=w_rows, y_rows=y_rows, y=y, counts=counts)
 
 

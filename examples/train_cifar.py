@@ -318,9 +318,9 @@ def graphed(step: Any, optimizer: optim.SGD) -> Any:
     """``step`` recorded once as a CUDA graph and replayed (``--cuda-graph``, cupy only).
 
     The optimiser then reads its learning rate and momentum from device memory,
-    refreshed before every step; see ``minitorch_alexnet/backend/cuda_graph.py``.
+    refreshed before every step; see ``minitorch_alexnet/backend/cuda/graph.py``.
     """
-    from minitorch_alexnet.backend.cuda_graph import GraphedStep
+    from minitorch_alexnet.backend.cuda.graph import GraphedStep
 
     optimizer.hyperparameters_on_device()
     return GraphedStep(step, warmup=2, before=optimizer.write_hyperparameters)

@@ -72,7 +72,7 @@ def _net():
 
 def _run(graph: bool, steps: int = 6):
     """Train a small net for ``steps`` with a OneCycle schedule; return its state and losses."""
-    from minitorch_alexnet.backend.cuda_graph import GraphedStep
+    from minitorch_alexnet.backend.cuda.graph import GraphedStep
 
     mt.set_backend("cupy")
     mt.manual_seed(7)
@@ -120,7 +120,7 @@ def test_replayed_steps_equal_ordinary_steps():
 
 
 def test_graphed_step_runs_other_shapes_eagerly_and_checks_inputs():
-    from minitorch_alexnet.backend.cuda_graph import GraphedStep
+    from minitorch_alexnet.backend.cuda.graph import GraphedStep
 
     mt.set_backend("cupy")
     cp = mt.get_backend().xp
@@ -147,8 +147,9 @@ def test_graphed_step_runs_other_shapes_eagerly_and_checks_inputs():
 def test_cublas_matmul_equals_numpy_for_every_layout(dtype):
     """The GPU backend's own cuBLAS call handles C- and F-ordered operands (the
     transposed views Conv2d and Linear pass) without copies, and edge sizes."""
+    from minitorch_alexnet.backend.cuda.cublas import matmul
+
     mt.set_backend("cupy")
-    K = mt.get_backend().kernels
     rng = np.random.default_rng(3)
     tol = 1e-5 if dtype == "float32" else 1e-12
     for m, k, n in [(5, 7, 3), (1, 4, 6), (6, 1, 2), (3, 5, 1), (64, 75, 300)]:
@@ -156,25 +157,26 @@ def test_cublas_matmul_equals_numpy_for_every_layout(dtype):
         b = rng.standard_normal((k, n)).astype(dtype)
         for da in (mt.asarray(a), mt.asarray(np.asfortranarray(a)), mt.asarray(a.T.copy()).T):
             for db in (mt.asarray(b), mt.asarray(b.T.copy()).T, mt.asarray(b)[:, ::-1][:, ::-1]):
-                out = K.matmul(da, db)
+                out = matmul(da, db)
                 assert out.shape == (m, n) and out.dtype == np.dtype(dtype)
                 np.testing.assert_allclose(mt.to_numpy(out), a @ b, rtol=tol, atol=tol)
     wide = mt.asarray(rng.standard_normal((4, 10)).astype(dtype))[:, 2:8]  # row stride > cols
     np.testing.assert_allclose(
-        mt.to_numpy(K.matmul(wide, mt.asarray(np.eye(6, dtype=dtype)))), mt.to_numpy(wide), rtol=tol
+        mt.to_numpy(matmul(wide, mt.asarray(np.eye(6, dtype=dtype)))), mt.to_numpy(wide), rtol=tol
     )
-    empty = K.matmul(mt.asarray(np.zeros((3, 0), dtype)), mt.asarray(np.zeros((0, 2), dtype)))
+    empty = matmul(mt.asarray(np.zeros((3, 0), dtype)), mt.asarray(np.zeros((0, 2), dtype)))
     np.testing.assert_array_equal(mt.to_numpy(empty), np.zeros((3, 2)))
 
 
 def test_cublas_batched_matmul_equals_numpy():
+    from minitorch_alexnet.backend.cuda.cublas import matmul
+
     mt.set_backend("cupy")
-    K = mt.get_backend().kernels
     rng = np.random.default_rng(4)
     for dtype, tol in (("float32", 1e-5), ("float64", 1e-12)):
         a = rng.standard_normal((36, 7, 5)).astype(dtype)
         b = rng.standard_normal((36, 5, 9)).astype(dtype)
-        out = K.matmul(mt.asarray(a), mt.asarray(b))
+        out = matmul(mt.asarray(a), mt.asarray(b))
         assert out.shape == (36, 7, 9)
         np.testing.assert_allclose(mt.to_numpy(out), a @ b, rtol=tol, atol=tol)
 
@@ -183,27 +185,28 @@ def test_cublas_batched_matmul_reads_transposed_batches_and_accumulates():
     """3-D operands whose matrices are transposed views (v.transpose(0, 2, 1)) are read in
     place; ``out=`` writes into a given array and ``accumulate=True`` adds to it (the
     Winograd weight gradient sums chunk by chunk)."""
+    from minitorch_alexnet.backend.cuda.cublas import matmul
+
     mt.set_backend("cupy")
-    K = mt.get_backend().kernels
     rng = np.random.default_rng(5)
     for dtype, tol in (("float32", 1e-5), ("float64", 1e-12)):
         a = rng.standard_normal((6, 7, 5)).astype(dtype)
         b = rng.standard_normal((6, 9, 5)).astype(dtype)  # used as b^T: (6, 5, 9)
         da, db = mt.asarray(a), mt.asarray(b).transpose(0, 2, 1)
         for left in (da, mt.asarray(a.transpose(0, 2, 1).copy()).transpose(0, 2, 1)):
-            out = K.matmul(left, db)
+            out = matmul(left, db)
             np.testing.assert_allclose(
                 mt.to_numpy(out), a @ b.transpose(0, 2, 1), rtol=tol, atol=tol
             )
         out = mt.asarray(np.ones((6, 7, 9), dtype))
-        assert K.matmul(da, db, out=out) is out
-        K.matmul(da, db, out=out, accumulate=True)
+        assert matmul(da, db, out=out) is out
+        matmul(da, db, out=out, accumulate=True)
         want = 2 * (a @ b.transpose(0, 2, 1))
         np.testing.assert_allclose(mt.to_numpy(out), want, rtol=tol, atol=tol)
     with pytest.raises(ValueError, match="out"):
-        K.matmul(da, db, out=mt.asarray(np.ones((6, 9, 7), "float64")))
+        matmul(da, db, out=mt.asarray(np.ones((6, 9, 7), "float64")))
     with pytest.raises(ValueError, match="accumulate"):
-        K.matmul(da, db, accumulate=True)
+        matmul(da, db, accumulate=True)
 
 
 @pytest.mark.parametrize("blocks", [1, 7, 4096])
@@ -211,10 +214,11 @@ def test_im2col_rows_in_shares_equals_numpy(monkeypatch, blocks):
     """The GPU im2col gives each block a contiguous share of the rows (c, ki, kj) and steps
     through them; with any number of shares it equals the NumPy reference (strided and
     padded windows, rows carried across kernel rows and channels)."""
-    from minitorch_alexnet.backend import kernels_cupy, kernels_numpy
+    from minitorch_alexnet.backend.cuda import im2col as cuda_im2col
+    from minitorch_alexnet.nn.im2col import im2col
 
     mt.set_backend("cupy")
-    monkeypatch.setattr(kernels_cupy, "_IM2COL_BLOCKS", blocks)
+    monkeypatch.setattr(cuda_im2col, "_IM2COL_BLOCKS", blocks)
     rng = np.random.default_rng(7)
     for shape, k, s, p in [
         ((2, 3, 35, 35), 11, 4, 0),
@@ -222,6 +226,6 @@ def test_im2col_rows_in_shares_equals_numpy(monkeypatch, blocks):
         ((1, 2, 7, 9), 5, 2, 2),
     ]:
         x = rng.standard_normal(shape).astype(np.float32)
-        want = kernels_numpy.im2col(x, k, k, s, s, p, p)
-        got = kernels_cupy.im2col(mt.asarray(x), k, k, s, s, p, p)
+        want = im2col.reference(x, (k, k), (s, s), (p, p))
+        got = cuda_im2col.im2col(mt.asarray(x), (k, k), (s, s), (p, p))
         np.testing.assert_array_equal(mt.to_numpy(got), want)

@@ -8,8 +8,9 @@
   ``python -m minitorch_alexnet gradcheck`` and shows its output runs that
   command, and each ``text`` block after one of those matches the output (lines
   with "..." are skipped, numbers compared to 3 digits);
-* the im2col figures can be redrawn from the kernels, and the site builds with
-  ``mkdocs build --strict`` when MkDocs is installed.
+* the im2col figures can be redrawn from the reference im2col and col2im, the
+  overrides table in backends.md is the one the registry generates, and the site
+  builds with ``mkdocs build --strict`` when MkDocs is installed.
 """
 
 from __future__ import annotations
@@ -276,7 +277,7 @@ def test_tutorial_finds_the_bug_then_passes(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- figures and the build
-def test_figures_redraw_from_the_kernels(tmp_path):
+def test_figures_redraw_from_the_reference_im2col(tmp_path):
     pytest.importorskip("matplotlib")
     figures = _load("make_figures", DOCS / "make_figures.py")
     ex = figures.example()
@@ -304,35 +305,25 @@ def test_mkdocs_build_strict(tmp_path):
     assert "minitorch_alexnet/nn/conv.py, Conv2d.forward, line" in html
 
 
-def test_backends_page_lists_every_kernel():
-    """The kernel contract table names exactly the reference kernels, and every backend
-    module has each of them."""
-    import ast
-    import inspect
+def test_backends_page_has_the_generated_overrides_table():
+    """docs/backends.md's table of overrides is exactly what the registry gives now."""
+    from minitorch_alexnet.backend import table
 
-    from minitorch_alexnet.backend import kernels_numba, kernels_numpy
-
-    text = (DOCS / "backends.md").read_text(encoding="utf-8")
-    listed = set(re.findall(r"^\| `(\w+)\(", text, re.MULTILINE))
-    reference = {
-        name
-        for name, f in inspect.getmembers(kernels_numpy, inspect.isfunction)
-        # its own functions, and the Winograd reference it re-exports
-        if f.__module__ in (kernels_numpy.__name__, "minitorch_alexnet.backend.winograd")
-        and not name.startswith("_")
-        and name != "out_size"
-    }
-    assert listed == reference, (
-        "the kernel table in docs/backends.md is out of date: add a row for "
-        f"{sorted(reference - listed)}, remove {sorted(listed - reference)}"
+    command = "python -m minitorch_alexnet.backend.table --write"
+    assert table.PAGE == DOCS / "backends.md", f"{command} writes {table.PAGE}"
+    page = (DOCS / "backends.md").read_text(encoding="utf-8")
+    assert table.BEGIN in page and table.END in page, (
+        f"docs/backends.md lacks the overrides table's markers {table.BEGIN!r} and "
+        f"{table.END!r}; put them back and run `{command}`"
     )
-    cupy_tree = ast.parse((ROOT / "minitorch_alexnet/backend/kernels_cupy.py").read_text())
-    cupy_names = {n.name for n in cupy_tree.body if isinstance(n, ast.FunctionDef)}
-    cupy_names |= {a.asname or a.name for n in cupy_tree.body if isinstance(n, ast.ImportFrom)
-                   for a in n.names}  # fmt: skip
-    for name in listed:
-        assert callable(getattr(kernels_numba, name, None)), f"kernels_numba lacks {name}"
-        assert name in cupy_names, f"kernels_cupy lacks {name}"
+    assert table.replace_table(page) == page, (
+        f"the overrides table in docs/backends.md is out of date: run `{command}`"
+    )
+    # and a stale table is caught: a row gone, or a row for a name that is not there
+    row = next(line for line in page.splitlines() if line.startswith("| `conv2d_forward` |"))
+    extra = "| `conv2d_gone` | `minitorch_alexnet/nn/conv.py` | the reference | the reference |"
+    for stale in (page.replace(row + "\n", ""), page.replace(row, f"{row}\n{extra}")):
+        assert stale != page and table.replace_table(stale) == page
 
 
 def test_getting_started_has_the_readme_commands():

@@ -9,6 +9,7 @@ from strategies import batch_shapes, normal, seeds
 
 import minitorch_alexnet as mt
 from minitorch_alexnet import nn
+from minitorch_alexnet.nn.conv import conv2d_backward
 
 
 class ConvForgetsBias(nn.Conv2d):
@@ -26,12 +27,12 @@ class ConvWrongFlip(nn.Conv2d):
     """dx computed with a spatially flipped kernel (a classic confusion with true convolution)."""
 
     def backward(self, grad_out):
-        w = self.weight.data
-        self.weight.data = np.ascontiguousarray(w[:, :, ::-1, ::-1])
-        try:
-            return super().backward(grad_out)
-        finally:
-            self.weight.data = w
+        ctx = self._saved(grad_out)
+        flipped = np.ascontiguousarray(ctx["weight"][:, :, ::-1, ::-1])
+        dx, dw, db = conv2d_backward(grad_out, {**ctx, "weight": flipped})
+        self.weight.accumulate_grad(dw)
+        self.bias.accumulate_grad(db)
+        return dx
 
 
 class BatchNormNoMeanTerms(nn.BatchNorm2d):

@@ -287,21 +287,25 @@ def test_gradcheck_whole_small_model_in_train_mode():
     _assert_gradcheck(model, normal(0, (3, 3, 7, 7)))
 
 
-def test_conv_backward_is_the_same_with_kept_or_recomputed_columns():
-    B = mt.get_backend()
-    default = B.recompute_columns
+def test_conv_backward_is_the_same_with_kept_or_recomputed_columns(monkeypatch):
+    """The Numba backend keeps im2col's columns from forward for backward, or redoes
+    them there (``backend/numba/conv.py``, ``KEEP_COLUMNS``): the same gradients."""
+    from minitorch_alexnet.backend.numba import conv as numba_conv
+
+    mt.set_backend("numba")
+    redone = []  # the weight gradients taken from redone columns
+    real = numba_conv.patches_weight_grad
+    monkeypatch.setattr(numba_conv, "patches_weight_grad", lambda *a: redone.append(1) or real(*a))
     results = []
-    for recompute in (False, True):
-        B.recompute_columns = recompute
-        try:
-            mt.manual_seed(1)
-            conv = nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2)
-            x = normal(0, (2, 4, 7, 7), "float32")
-            y = conv(x)
-            dx = conv.backward(normal(1, y.shape, "float32"))
-            results.append((dx, conv.weight.grad, conv.bias.grad))
-        finally:
-            B.recompute_columns = default
+    for keep in (True, False):
+        monkeypatch.setattr(numba_conv, "KEEP_COLUMNS", keep)
+        mt.manual_seed(1)
+        conv = nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2)
+        x = normal(0, (2, 4, 7, 7), "float32")
+        y = conv(x)
+        dx = conv.backward(normal(1, y.shape, "float32"))
+        results.append((dx, conv.weight.grad, conv.bias.grad))
+        assert len(redone) == (0 if keep else 1)  # the flag chose the path
     # the same sums either way; the Numba backend redoes the columns in another layout
     # (channels last), whose product BLAS may round differently: equal to rounding
     for a, b in zip(*results):

@@ -197,8 +197,14 @@ def test_matches_reference_passes_for_the_same_layer_and_copies_parameters():
 
 def test_matches_reference_finds_a_wrong_running_variance():
     class BiasedRunningVar(nn.BatchNorm2d):
-        def _update_running(self, mu, var, m):
-            super()._update_running(mu, var * (m - 1) / m, m)
+        """Updates the running variance with the biased batch variance (no m / (m - 1))."""
+
+        def forward(self, x):
+            before = self.running_var.copy()
+            y = super().forward(x)
+            var = x.var(axis=(0, 2, 3))  # biased
+            self.running_var[...] = (1 - self.momentum) * before + self.momentum * var
+            return y
 
     x = kit.normal(0, (2, 3, 2, 2))
     with pytest.raises(AssertionError) as info:

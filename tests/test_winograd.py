@@ -34,7 +34,8 @@ from hypothesis import strategies as st
 from strategies import ConvCase, normal, seeds
 
 import minitorch_alexnet as mt
-from minitorch_alexnet.backend import winograd as wg
+from minitorch_alexnet.backend.winograd import reference as wg
+from minitorch_alexnet.nn.im2col import im2col
 
 requires_gpu = pytest.mark.skipif(
     "cupy" not in mt.available_backends(), reason="needs CuPy and a CUDA GPU"
@@ -160,7 +161,8 @@ def test_transform_matrices_come_from_the_interpolation_points(v):
 
 
 def test_six_point_literals_are_the_derived_matrices():
-    """BT, G5, AT2, G3, AT4 (written out in winograd.py) are what winograd_matrices gives."""
+    """BT, G5, AT2, G3, AT4 (written out in winograd/reference.py) are what
+    winograd_matrices gives."""
     for v, (m, r) in ((wg.F2x2_5x5, (2, 5)), (wg.F4x4_3x3, (4, 3))):
         bt, g, at = wg.winograd_matrices(m, r, wg.SIX_POINTS)
         np.testing.assert_array_equal(bt, wg.BT)
@@ -202,7 +204,7 @@ def test_generated_cuda_transforms_are_the_matrices(v):
     row k of its matrix."""
     import re
 
-    from minitorch_alexnet.backend.winograd_cuda_source import source
+    from minitorch_alexnet.backend.winograd.cuda_source import source
 
     src = source(v)
     rng = np.random.default_rng(1)
@@ -227,10 +229,9 @@ def weight_grad_and_scale(case: ConvCase, x, dy):
     """dL/dw by im2col (NumPy: dY X_col^T) and its scale: S = the same with |x|, |dy| (in
     float64), the largest over each filter's r x r entries, which Winograd computes
     together (A'^T M A'), so they share their rounding errors."""
-    from minitorch_alexnet.backend import kernels_numpy as kn
 
     def dw(x, dy):
-        cols = kn.im2col(x, case.kh, case.kw, 1, 1, case.ph, case.pw)
+        cols = im2col.reference(x, case.kernel, case.stride, case.padding)
         d = dy.transpose(1, 0, 2, 3).reshape(case.O, -1)
         return (d @ cols.T).reshape(case.O, case.C, case.kh, case.kw)
 
@@ -322,7 +323,7 @@ def test_reference_rejects_what_it_cannot_do():
 
 # ---------------------------------------------------------------- the CUDA path
 def _cuda_against_reference(case: ConvCase, seed: int, dtype: str, v: wg.Variant) -> None:
-    from minitorch_alexnet.backend import winograd_cuda
+    from minitorch_alexnet.backend.winograd import cuda as winograd_cuda
 
     cp = mt.get_backend("cupy").xp
     x, w, b, dy = random_conv(case, seed, dtype)
@@ -362,7 +363,7 @@ def test_cuda_matches_reference(case, seed, dtype, pick):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("layer", list(LAYERS))
 def test_cuda_matches_reference_on_the_model_layers(layer, dtype):
-    from minitorch_alexnet.backend import winograd_cuda
+    from minitorch_alexnet.backend.winograd import cuda as winograd_cuda
 
     case = LAYERS[layer]
     for v in {wg.VARIANTS[case.kh], winograd_cuda.CHOICE[case.kh]}:  # default, the GPU's
@@ -375,7 +376,7 @@ def test_cuda_matches_reference_on_the_model_layers(layer, dtype):
 def test_cuda_filter_transform_matches_reference(v):
     """U = G g G^T of the filters, and of the input gradient's flipped, channel-swapped
     filters (read straight from w), as the reference computes them (both in float64)."""
-    from minitorch_alexnet.backend import winograd_cuda
+    from minitorch_alexnet.backend.winograd import cuda as winograd_cuda
 
     cp = mt.get_backend("cupy").xp
     k = v.r
@@ -396,7 +397,7 @@ def test_cuda_filter_transform_matches_reference(v):
 def test_cuda_works_through_a_batch_in_chunks(monkeypatch, v):
     """With a chunk smaller than one batch's V, the images go through in several chunks
     and give what one pass gives (the weight gradient adds the chunks' sums up)."""
-    from minitorch_alexnet.backend import winograd_cuda
+    from minitorch_alexnet.backend.winograd import cuda as winograd_cuda
 
     cp = mt.get_backend("cupy").xp
     case = _layer(5, 8, 6, 9, v.r)
@@ -420,7 +421,7 @@ def test_cuda_works_through_a_batch_in_chunks(monkeypatch, v):
 def test_cuda_weight_grad_of_no_images_is_zero(v):
     """An empty batch has no tiles to sum: dW is zero, as in the reference (not whatever
     an unwritten buffer held)."""
-    from minitorch_alexnet.backend import winograd_cuda
+    from minitorch_alexnet.backend.winograd import cuda as winograd_cuda
 
     cp = mt.get_backend("cupy").xp
     case = _layer(1, 8, 6, 9, v.r)
@@ -433,47 +434,67 @@ def test_cuda_weight_grad_of_no_images_is_zero(v):
     assert not cp.asnumpy(got).any() and not want.any()
 
 
-@pytest.mark.parametrize("weight_grad", [False, True])
+# ---------------------------------------------------------------- Conv2d on the GPU
+@pytest.mark.gpu
+@requires_gpu
+def test_by_winograd_takes_5x5_and_3x3_stride_1_layers_of_one_group_and_16_channels():
+    """The GPU backend's gate (``backend/cuda/conv.py``; it imports CuPy, so GPU only)."""
+    from minitorch_alexnet.backend.cuda.conv import by_winograd
+
+    def decide(C: int, k: tuple[int, int], stride=(1, 1), groups: int = 1) -> bool:
+        return by_winograd((2, C, 9, 9), (8, C // groups, *k), stride, groups)
+
+    for k in ((5, 5), (3, 3)):
+        assert decide(16, k) and decide(384, k)
+        assert not decide(15, k) and not decide(3, k)  # too few input channels
+        assert not decide(16, k, stride=(2, 2)) and not decide(16, k, stride=(1, 2))
+        assert not decide(32, k, groups=2)
+    for k in ((1, 1), (7, 7), (11, 11), (5, 3), (3, 5)):  # no variant for these
+        assert not decide(64, k)
+
+
+@pytest.mark.gpu
+@requires_gpu
 @pytest.mark.parametrize("k", [5, 3])
 @pytest.mark.parametrize("in_channels,used", [(16, True), (3, False)])
-def test_conv2d_uses_winograd_where_the_backend_offers_it(
-    monkeypatch, k, in_channels, used, weight_grad
-):
-    """Conv2d switches to Winograd for 5x5 and 3x3 stride-1 layers with >= 16 input
-    channels when the backend offers it for that size (and for dW, with
-    ``winograd_weight_grad``), and then gives im2col's y, dx, dW and db; a size the
-    backend does not offer keeps im2col."""
+def test_conv2d_uses_winograd_where_the_backend_offers_it(monkeypatch, k, in_channels, used):
+    """On the GPU, Conv2d runs a 5x5 or 3x3 stride-1 layer with >= 16 input channels by
+    Winograd (forward, dx and dW), and then gives im2col's y, dx, dW and db; with fewer
+    channels, or where ``by_winograd`` says no, it runs im2col, with the same numbers."""
     from minitorch_alexnet import nn
+    from minitorch_alexnet.backend.cuda import conv as cuda_conv
 
-    def run():
-        mt.manual_seed(0)
-        conv = nn.Conv2d(in_channels, 4, k, padding=k // 2).double()
-        x = normal(1, (2, in_channels, 7, 6))
-        dy = normal(2, (2, 4, 7, 6))
-        y = conv(x)
-        dx = conv.backward(dy)
-        return y, dx, conv.weight.grad, conv.bias.grad
+    def run(backend: str) -> list[np.ndarray]:
+        with mt.use_backend(backend):
+            mt.manual_seed(0)
+            conv = nn.Conv2d(in_channels, 4, k, padding=k // 2).double()
+            x = mt.asarray(normal(1, (2, in_channels, 7, 6)))
+            dy = mt.asarray(normal(2, (2, 4, 7, 6)))
+            y = conv(x)
+            dx = conv.backward(dy)
+            return [mt.to_numpy(a) for a in (y, dx, conv.weight.grad, conv.bias.grad)]
 
-    with mt.use_backend("numpy") as B:
-        reference = run()
-        calls, dw_calls = [], []
-        real, real_dw = B.kernels.winograd_conv2d, B.kernels.winograd_conv2d_weight_grad
-        monkeypatch.setattr(B.kernels, "winograd_conv2d", lambda *a: calls.append(1) or real(*a))
-        monkeypatch.setattr(
-            B.kernels, "winograd_conv2d_weight_grad", lambda *a: dw_calls.append(1) or real_dw(*a)
-        )
-        monkeypatch.setattr(B, "winograd_weight_grad", weight_grad)
-        for size, offered in ((5, False), (3, False)):  # nothing offered: im2col
-            monkeypatch.setattr(B, f"winograd_{size}x{size}", offered)
-        run()
-        assert calls == []
-        other = 3 if k == 5 else 5  # offered for the other size only: im2col
-        monkeypatch.setattr(B, f"winograd_{other}x{other}", True)
-        run()
-        assert calls == []
-        monkeypatch.setattr(B, f"winograd_{k}x{k}", True)
-        result = run()
-    assert len(calls) == (1 if used else 0)
-    assert len(dw_calls) == (1 if used and weight_grad else 0)
-    for got, want in zip(result, reference):
-        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    reference = run("numpy")  # im2col, every step from nn/conv.py
+    paths = ("winograd_conv2d", "winograd_conv2d_input_grad", "winograd_conv2d_weight_grad")
+    calls = dict.fromkeys((*paths, "im2col"), 0)
+    for name in calls:  # count the calls of each, as backend/cuda/conv.py imported it
+        real = getattr(cuda_conv, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(cuda_conv, name, counted)
+
+    def check(winograd: bool) -> None:
+        for name in calls:
+            calls[name] = 0
+        result = run("cupy")
+        assert calls == {**dict.fromkeys(paths, int(winograd)), "im2col": 0 if winograd else 2}
+        for got, want in zip(result, reference):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+    assert cuda_conv.by_winograd((2, in_channels, 7, 6), (4, in_channels, k, k), (1, 1), 1) == used
+    check(winograd=used)
+    monkeypatch.setattr(cuda_conv, "by_winograd", lambda *args: False)  # im2col only
+    check(winograd=False)

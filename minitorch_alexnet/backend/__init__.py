@@ -1,22 +1,23 @@
 """Swappable array backends.
 
-A *backend* is a small bundle: an array module ``xp`` (NumPy or CuPy, both speak
-the NumPy API) plus a namespace of hot *kernels* (im2col, col2im, max-pooling,
-...). Layer code never imports numpy or cupy; it asks the active backend::
-
-    B = get_backend()
-    xp, K = B.xp, B.kernels
-    cols = K.im2col(x, kh, kw, stride, padding)
+A *backend* is an array module ``xp`` (NumPy or CuPy, both speak the NumPy API) plus
+the *overrides* it registers: faster functions that replace some of the layers'
+reference functions, by name (``dispatch.py`` explains the mechanism). Layer code is
+written once, as plain array code, in ``nn/``; it runs on every backend.
 
 Three backends exist:
 
 ``"numpy"``
-    Plain NumPy reference kernels, written to be read (``kernels_numpy.py``).
+    Overrides nothing: every layer runs exactly the code in its own file.
 ``"numba"``
-    The CPU default: the same NumPy arrays, with the hot kernels compiled by Numba
-    and cached on disk (``kernels_numba.py``). Gives the same numbers as ``numpy``.
+    The CPU default: the same NumPy arrays, with the hot steps compiled by Numba
+    and cached on disk (``backend/numba/``). Gives the numbers of ``numpy``,
+    exactly or to rounding as each override promises.
 ``"cupy"``
-    The GPU: CuPy arrays and CUDA kernels (``kernels_cupy.py``).
+    The GPU: CuPy arrays, CUDA kernels and cuBLAS (``backend/cuda/``, with the
+    Winograd convolutions in ``backend/winograd/``).
+
+:func:`which` says where the function that runs for a name is defined.
 
 Random numbers: :func:`manual_seed` seeds one host generator (NumPy's PCG64) that
 parameter initialisation, data shuffling and, on the CPU backends, dropout masks
@@ -28,12 +29,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import os
 import types
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as _np
+
+from . import dispatch
 
 __all__ = [
     "Backend",
@@ -50,6 +55,7 @@ __all__ = [
     "array_backend_name",
     "array_module",
     "host_xp",
+    "which",
 ]
 
 BACKEND_NAMES = ("numpy", "numba", "cupy")
@@ -60,44 +66,35 @@ class BackendError(RuntimeError):
 
 
 class Backend:
-    """One array library plus its kernels.
+    """One array library plus the overrides it registers.
 
     Attributes:
         name: ``"numpy"``, ``"numba"`` or ``"cupy"``.
         xp: the array module (``numpy`` or ``cupy``).
-        kernels: a module with the hot kernels (``im2col``, ``col2im``,
-            ``maxpool2d_forward``, ``maxpool2d_backward``, ...).
         device: ``"cpu"`` or ``"cuda"``; arrays of two backends with the same
             device are interchangeable (``numpy`` and ``numba`` share arrays).
-        recompute_columns: whether Conv2d redoes im2col in backward (True) or keeps
-            the columns from forward (False): a trade of time for memory.
-        winograd_5x5, winograd_3x3: whether Conv2d runs its 5x5 / 3x3 stride-1 layers
-            (one group, >= 16 input channels) by Winograd, forward and dx (the GPU).
-        winograd_weight_grad: whether those layers take dW by Winograd too (the GPU).
+        generator: the device's random generator (dropout masks), or None on the CPU.
     """
 
-    def __init__(self, name: str, xp: types.ModuleType, kernels: types.ModuleType, device: str):
+    def __init__(
+        self,
+        name: str,
+        xp: types.ModuleType,
+        device: str,
+        package: str | None = None,
+        generator: Any = None,
+    ):
         self.name = name
         self.xp = xp
-        self.kernels = kernels
         self.device = device
-        # Conv2d's backward needs im2col's columns again: redo im2col from x, or keep
-        # the columns from forward? They are K*K/S^2 times the input (392 MiB for
-        # AlexNetCIFAR at batch 128, more than all its activations), so by default
-        # backward redoes them, as cuDNN and oneDNN never store them at all. On the GPU
-        # that is nearly free; on the CPU it costs about 2% of a training step, which
-        # ``recompute_columns = False`` buys back for the memory.
-        self.recompute_columns = True
-        # Conv2d's 5x5 layers by Winograd (see winograd.py; the GPU runs F(4x4, 5x5)):
-        # measured 3.2-4.6x faster than im2col on the GPU; the CPU keeps im2col
-        self.winograd_5x5 = device == "cuda"
-        # and its 3x3 layers by F(4x4, 3x3): measured 1.3-3.0x faster than im2col on the
-        # GPU, also on 7x7 maps, where the 4x4 tiles compute 8x8 outputs
-        self.winograd_3x3 = device == "cuda"
-        # and, for the layers above, the weight gradient by Winograd F(r x r, m x m) too
-        # (no im2col columns in backward): 1.8-4.6x faster on the GPU; needs the
-        # backend's kernels to offer winograd_conv2d_weight_grad
-        self.winograd_weight_grad = device == "cuda"
+        self.generator = generator
+        if package is not None:
+            _register_package(name, package)
+
+    @property
+    def overrides(self) -> dict[str, dispatch.Override]:
+        """Overridable name -> what this backend runs instead of the reference."""
+        return dispatch.overrides(self.name)
 
     def __repr__(self) -> str:
         return f"Backend(name={self.name!r}, device={self.device!r})"
@@ -112,15 +109,22 @@ class Backend:
             self.xp.cuda.get_current_stream().synchronize()
 
 
+def _register_package(backend: str, package: str) -> None:
+    """Register every override a backend package lists in its ``OVERRIDES`` table
+    (``name -> (module, promise)``): the package's modules are imported here, once."""
+    table = importlib.import_module(f"{__name__}.{package}").OVERRIDES
+    for name, (module, promise) in table.items():
+        fn = getattr(importlib.import_module(f"{__name__}.{package}.{module}"), name)
+        dispatch.register(backend, name, fn, promise)
+
+
 _cache: dict[str, Backend] = {}
 _active: Backend | None = None
 
 
 def _make_backend(name: str) -> Backend:
     if name == "numpy":
-        from . import kernels_numpy
-
-        return Backend("numpy", _np, kernels_numpy, "cpu")
+        return Backend("numpy", _np, "cpu")
     if name == "numba":
         try:
             importlib.import_module("numba")
@@ -129,9 +133,7 @@ def _make_backend(name: str) -> Backend:
                 "backend 'numba' needs the numba package, which is not importable "
                 f"({e}). Install it with `pip install numba`, or use set_backend('numpy')."
             ) from None
-        from . import kernels_numba
-
-        return Backend("numba", _np, kernels_numba, "cpu")
+        return Backend("numba", _np, "cpu", package="numba")
     if name == "cupy":
         try:
             cp = importlib.import_module("cupy")
@@ -154,10 +156,9 @@ def _make_backend(name: str) -> Backend:
                 "backend 'cupy': CuPy is installed but no CUDA GPU is visible. "
                 "Use set_backend('numba') to run on the CPU."
             )
-        from . import kernels_cupy
+        from .cuda.random import DeviceGenerator
 
-        kernels_cupy.generator.manual_seed(_seed)
-        return Backend("cupy", cp, kernels_cupy, "cuda")
+        return Backend("cupy", cp, "cuda", package="cuda", generator=DeviceGenerator(_seed))
     raise BackendError(
         f"unknown backend {name!r}; choose one of {', '.join(map(repr, BACKEND_NAMES))}."
     )
@@ -186,31 +187,34 @@ def available_backends() -> list[str]:
 
 def get_backend(name: str | None = None) -> Backend:
     """The active backend, or the backend called ``name``."""
-    global _active
     if name is not None:
         return _get(name)
     if _active is None:
-        _active = _get(os.environ.get("MINITORCH_ALEXNET_BACKEND", "numba"))
+        _activate(_get(os.environ.get("MINITORCH_ALEXNET_BACKEND", "numba")))
+    assert _active is not None
     return _active
+
+
+def _activate(B: Backend) -> Backend:
+    global _active
+    _active = B
+    dispatch.activate(B.name)
+    return B
 
 
 def set_backend(name: str) -> Backend:
     """Make ``name`` (``"numpy"``, ``"numba"`` or ``"cupy"``) the active backend and return it."""
-    global _active
-    _active = _get(name)
-    return _active
+    return _activate(_get(name))
 
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[Backend]:
     """Context manager: run a block on another backend, then switch back."""
-    global _active
     previous = get_backend()
-    _active = _get(name)
     try:
-        yield _active
+        yield _activate(_get(name))
     finally:
-        _active = previous
+        _activate(previous)
 
 
 def array_backend_name(a: Any) -> str:
@@ -286,7 +290,7 @@ def seed_device_generator(seed: int) -> None:
     """
     for B in _cache.values():
         if B.device == "cuda":
-            B.kernels.generator.manual_seed(int(seed))
+            B.generator.manual_seed(int(seed))
 
 
 def host_rng() -> _np.random.Generator:
@@ -314,4 +318,51 @@ def uniform(shape: tuple[int, ...], dtype: Any) -> Any:
     B = get_backend()
     if B.device == "cpu":
         return _host_rng.random(shape, dtype=_np.dtype(dtype))
-    return B.kernels.generator.random(shape, dtype)
+    return B.generator.random(shape, dtype)
+
+
+# ---------------------------------------------------------------- what runs
+class Location(NamedTuple):
+    """Where a function is defined: ``path`` relative to the project root, and ``line``."""
+
+    path: str
+    line: int
+    function: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def _location(fn: Callable[..., Any]) -> Location:
+    fn = inspect.unwrap(fn)
+    path = Path(inspect.getsourcefile(fn) or fn.__code__.co_filename).resolve()
+    try:
+        shown = path.relative_to(_ROOT).as_posix()
+    except ValueError:  # defined outside the project (a user's own override)
+        shown = str(path)
+    lines, first = inspect.getsourcelines(fn)
+    decorators = next(k for k, text in enumerate(lines) if not text.lstrip().startswith("@"))
+    return Location(shown, first + decorators, fn.__qualname__)  # the line of its `def`
+
+
+def which(name: str, backend: str | None = None) -> Location:
+    """Where the function that runs for the overridable ``name`` is defined.
+
+    ``backend`` defaults to the active one. Under ``"numpy"`` that is always the
+    reference in its layer file; elsewhere the backend's override, if it has one::
+
+        >>> str(which("conv2d_forward", "numpy"))
+        'minitorch_alexnet/nn/conv.py:...'
+    """
+    if name not in dispatch.references():
+        known = ", ".join(sorted(dispatch.references()))
+        raise KeyError(f"{name!r} is not an overridable function; the overridable ones: {known}")
+    B = get_backend(backend)
+    override = B.overrides.get(name)
+    return _location(override.fn if override is not None else dispatch.reference(name))
+
+
+dispatch.on_first_call(get_backend)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels_numpy import out_size
+from .geometry import out_size
 
 
 def conv2d_naive(

@@ -2,15 +2,32 @@
 
 Forward:   y = max(x, 0)
 Backward:  dx = dy * [x > 0]       (the gradient passes where the input was positive)
+
+All backward needs of x is the sign: the mask [x > 0], one byte per element.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..backend import get_backend
+from ..backend import array_module
+from ..backend.dispatch import overridable
 from ._checks import check_array
 from .module import Module, is_grad_enabled
+
+
+@overridable
+def relu_forward(x: Any, save: bool = True) -> tuple[Any, Any]:
+    """x (any shape) -> y = max(x, 0) (a NaN stays NaN), and the mask [x > 0] (bool,
+    x's shape) as backward's context; None with ``save=False`` (under no_grad)."""
+    y = array_module(x).maximum(x, 0)
+    return y, (x > 0 if save else None)
+
+
+@overridable
+def relu_backward(grad_out: Any, positive: Any) -> Any:
+    """dy and the mask [x > 0] -> dx = dy * [x > 0], all of one shape."""
+    return grad_out * positive
 
 
 class ReLU(Module):
@@ -22,11 +39,10 @@ class ReLU(Module):
 
     def forward(self, x: Any) -> Any:
         check_array(self, x)
-        # y = max(x, 0); positive = [x > 0] as bools: all backward needs, 1 byte per element
-        y, positive = get_backend().kernels.relu_forward(x, mask=is_grad_enabled())
+        y, positive = relu_forward(x, is_grad_enabled())
         self._save_for_backward(positive=positive)
         return y
 
     def backward(self, grad_out: Any) -> Any:
         positive = self._saved(grad_out)["positive"]
-        return get_backend().kernels.relu_backward(grad_out, positive)  # dx = dy * [x > 0]
+        return relu_backward(grad_out, positive)

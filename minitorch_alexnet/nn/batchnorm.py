@@ -23,10 +23,75 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import get_backend
+from ..backend import array_module
+from ..backend.dispatch import overridable
 from . import init
 from ._checks import check_array, check_params_match, check_shape
 from .module import Module, Parameter, is_grad_enabled
+
+
+@overridable
+def batchnorm_forward(
+    x: Any,
+    weight: Any,
+    bias: Any,
+    running_mean: Any,
+    running_var: Any,
+    batch_stats: bool,
+    momentum: float,
+    eps: float,
+    save: bool = True,
+) -> tuple[Any, dict | None]:
+    """Normalise each channel, and update the running statistics in place.
+
+    Args:
+        x: (N, C, ...), statistics per channel C over every other axis.
+        weight, bias: gamma and beta, (C,) each, or None (no affine parameters).
+        running_mean, running_var: (C,) each, or None (not tracked).
+        batch_stats: normalise by the batch's statistics (and update the running ones
+            with factor ``momentum``), else by the running ones.
+        eps: added to the variance; save: keep what backward needs (see conv2d_forward).
+    Returns:
+        y (x's shape), and the context for :func:`batchnorm_backward`.
+    """
+    N, C = x.shape[:2]
+    x3 = x.reshape(N, C, -1)  # (N, C, L): statistics over axes 0 and 2
+    m = x3.shape[0] * x3.shape[2]  # values per channel
+    if batch_stats:
+        mu = x3.mean(axis=(0, 2))  # (C,)
+        var = ((x3 - mu[:, None]) ** 2).mean(axis=(0, 2))  # biased, (C,)
+        if running_mean is not None:  # running <- (1 - momentum) running + momentum batch
+            running_mean *= 1 - momentum
+            running_mean += momentum * mu
+            running_var *= 1 - momentum
+            running_var += momentum * var * (m / (m - 1))  # the variance enters unbiased
+    else:
+        mu, var = running_mean, running_var
+    inv_std = 1 / array_module(x).sqrt(var + eps)  # 1 / sqrt(var + eps), (C,)
+    xhat = (x3 - mu[:, None]) * inv_std[:, None]
+    y = xhat if weight is None else xhat * weight[:, None] + bias[:, None]  # gamma xhat + beta
+    ctx = dict(xhat=xhat, inv_std=inv_std, weight=weight, batch_stats=batch_stats)
+    return y.reshape(x.shape), (ctx if save else None)
+
+
+@overridable
+def batchnorm_backward(grad_out: Any, ctx: dict) -> tuple[Any, Any, Any]:
+    """dL/dy (N, C, ...) -> dL/dx (the same shape), dL/dgamma and dL/dbeta ((C,) each,
+    None without affine parameters); ``ctx`` is :func:`batchnorm_forward`'s context."""
+    xhat, inv_std, gamma = ctx["xhat"], ctx["inv_std"], ctx["weight"]
+    N, C = grad_out.shape[:2]
+    dy = grad_out.reshape(N, C, -1)  # (N, C, L)
+    m = dy.shape[0] * dy.shape[2]
+    sum_dy = dy.sum(axis=(0, 2))  # = dbeta
+    sum_dy_xhat = (dy * xhat).sum(axis=(0, 2))  # = dgamma
+    scale = inv_std if gamma is None else gamma * inv_std  # gamma / sqrt(var + eps)
+    if ctx["batch_stats"]:  # dx = scale * (dy - mean(dy) - xhat * mean(dy * xhat))
+        dx = scale[:, None] * (dy - (sum_dy / m)[:, None] - xhat * (sum_dy_xhat / m)[:, None])
+    else:  # running statistics are constants: dx = scale * dy
+        dx = dy * scale[:, None]
+    if gamma is None:
+        return dx.reshape(grad_out.shape), None, None
+    return dx.reshape(grad_out.shape), sum_dy_xhat, sum_dy
 
 
 class _BatchNorm(Module):
@@ -73,59 +138,36 @@ class _BatchNorm(Module):
         check_array(self, x)
         check_shape(self, x, self._ndims, self.num_features, self._layout)
         check_params_match(self, x)
-        B = get_backend()
         N, C = x.shape[:2]
-        x3 = x.reshape(N, C, -1)  # (N, C, L): statistics over axes 0 and 2
-        m = N * x3.shape[2]
         use_batch = self.training or not self.track_running_stats
-        if use_batch:
-            if m < 2:
-                raise ValueError(
-                    f"{self._name()}: training needs more than one value per channel to "
-                    f"estimate a variance, got input shape {tuple(x.shape)}; use a batch "
-                    "of at least 2 or call .eval()"
-                )
-            mu, var = B.kernels.batchnorm_stats(x3)  # mean and biased variance, (C,) each
-            if self.training and self.track_running_stats:
-                self._update_running(mu, var, m)
+        if use_batch and x.size // C < 2:
+            raise ValueError(
+                f"{self._name()}: training needs more than one value per channel to "
+                f"estimate a variance, got input shape {tuple(x.shape)}; use a batch "
+                "of at least 2 or call .eval()"
+            )
+        tracked = self.track_running_stats
+        if self.training and tracked:
+            self.num_batches_tracked += 1
+        if self.momentum is None:  # a cumulative moving average, as in PyTorch
+            momentum = 1.0 / float(max(1, self.num_batches_tracked)) if tracked else 0.0
         else:
-            mu, var = self.running_mean, self.running_var
-        inv_std = B.kernels.inv_std(var, self.eps)  # 1 / sqrt(var + eps), (C,)
-        gamma = self.weight.data if self.affine else None
-        beta = self.bias.data if self.affine else None
-        # xhat = (x - mu) * inv_std;  y = gamma * xhat + beta
-        keep = is_grad_enabled()  # xhat is for backward only: not kept under no_grad
-        y, xhat = B.kernels.batchnorm_normalize(x3, mu, inv_std, gamma, beta, keep_xhat=keep)
-        self._save_for_backward(xhat=xhat, inv_std=inv_std, batch_stats=use_batch)
-        return y.reshape(x.shape)
-
-    def _update_running(self, mu: Any, var: Any, m: int) -> None:
-        self.num_batches_tracked += 1
-        if self.momentum is None:  # cumulative moving average, as PyTorch
-            f = 1.0 / float(self.num_batches_tracked)
-        else:
-            f = self.momentum
-        # running <- (1 - f) * running + f * batch value; the variance enters unbiased
-        get_backend().kernels.batchnorm_update_running(
-            self.running_mean, self.running_var, mu, var, f, m
+            momentum = self.momentum
+        gamma, beta = (self.weight.data, self.bias.data) if self.affine else (None, None)
+        running = (self.running_mean, self.running_var) if tracked else (None, None)
+        y, ctx = batchnorm_forward(
+            x, gamma, beta, *running, use_batch, momentum, self.eps, is_grad_enabled()
         )
+        self._save_for_backward(ctx)
+        return y
 
     def backward(self, grad_out: Any) -> Any:
         """dL/dy (N, C, ...) -> dL/dx; adds dL/dgamma and dL/dbeta to .grad."""
-        s = self._saved(grad_out)
-        xhat, inv_std = s["xhat"], s["inv_std"]
-        N, C = grad_out.shape[:2]
-        dy = grad_out.reshape(N, C, -1)
-        scale = self.weight.data * inv_std if self.affine else inv_std  # gamma / sqrt(var + eps)
-        # dx = scale * (dy - mean(dy) - xhat * mean(dy * xhat))   (batch statistics)
-        # dx = scale * dy                                          (running statistics)
-        dx, sum_dy, sum_dy_xhat = get_backend().kernels.batchnorm_backward(
-            dy, xhat, scale, s["batch_stats"]
-        )
+        dx, dgamma, dbeta = batchnorm_backward(grad_out, self._saved(grad_out))
         if self.affine:
-            self.bias.accumulate_grad(sum_dy)  # dbeta = sum dy
-            self.weight.accumulate_grad(sum_dy_xhat)  # dgamma = sum dy * xhat
-        return dx.reshape(grad_out.shape)
+            self.weight.accumulate_grad(dgamma)  # dgamma = sum dy * xhat
+            self.bias.accumulate_grad(dbeta)  # dbeta = sum dy
+        return dx
 
 
 class BatchNorm1d(_BatchNorm):

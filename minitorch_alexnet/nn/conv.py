@@ -18,19 +18,17 @@ Backward, given dY (N, O, Ho, Wo) laid out as dY_g (O/G, N*Ho*Wo):
     dX_g = W_g.T @ dY_g                             (C/G*KH*KW, N*Ho*Wo)
     dx   = col2im(dX_col)                           (N, C, H, W)  -- adds overlapping windows back
 
-Where the backend offers it (the GPU), a 5x5 or 3x3 stride-1 convolution with one
-group and at least 16 input channels computes y and dx by Winograd instead (F(4x4, 5x5)
-or F(4x4, 3x3) on the GPU): the same sums with several times fewer multiplications
-(``backend/winograd.py`` derives it; tests hold it to the im2col path), and, where the
-backend offers that too (``winograd_weight_grad``), dW by Winograd F(r x r, m x m).
+The functions below are that math, one formula to a line; the layer class calls
+them. A backend may run a faster function under the same name (the GPU computes its
+5x5 and 3x3 layers by Winograd, for one): ``backend.which("conv2d_forward")`` names it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..backend import get_backend
-from ..backend.kernels_numpy import out_size as conv_out_size  # floor((W - K + 2P) / S) + 1
+from ..backend import array_module
+from ..backend.dispatch import overridable
 from . import init
 from ._checks import (
     check_array,
@@ -40,12 +38,67 @@ from ._checks import (
     check_window_fits,
     pair,
 )
-from .module import Module, Parameter
+from .im2col import Pair, col2im, conv_out_size, im2col
+from .module import Module, Parameter, is_grad_enabled
 
 
-def _stack_groups(xp: Any, parts: list) -> Any:
-    """The per-group products one above the other (no copy for a single group)."""
-    return parts[0] if len(parts) == 1 else xp.concatenate(parts)
+@overridable
+def conv2d_forward(
+    x: Any, weight: Any, bias: Any, stride: Pair, padding: Pair, groups: int, save: bool = True
+) -> tuple[Any, dict | None]:
+    """y = conv2d(x) by im2col: one matrix product per group, then the bias.
+
+    Args:
+        x: (N, C, H, W); weight: (O, C/G, KH, KW); bias: (O,) or None.
+        stride, padding: (SH, SW), (PH, PW); groups: G.
+        save: keep what backward needs (False under no_grad: the context is None).
+    Returns:
+        y (N, O, Ho, Wo), and the context for :func:`conv2d_backward`.
+    """
+    N, C, H, W = x.shape
+    O, Cg, KH, KW = weight.shape
+    G, K = groups, Cg * KH * KW  # K: the rows of X_col that belong to one group
+    Ho = conv_out_size(H, KH, stride[0], padding[0])
+    Wo = conv_out_size(W, KW, stride[1], padding[1])
+    X_g = im2col(x, (KH, KW), stride, padding).reshape(G, K, N * Ho * Wo)  # X_col, by group
+    W_g = weight.reshape(G, O // G, K)
+    Y_g = W_g @ X_g  # Y_g = W_g X_g, for every group g at once: (G, O/G, N*Ho*Wo)
+    y = Y_g.reshape(O, N, Ho, Wo)
+    if bias is not None:
+        y = y + bias.reshape(O, 1, 1, 1)  # + b[o]
+    y = array_module(y).ascontiguousarray(y.transpose(1, 0, 2, 3))  # (N, O, Ho, Wo)
+    # x, not X_col: backward redoes im2col, as the columns are KH*KW/(SH*SW) times x
+    ctx = dict(x=x, weight=weight, stride=stride, padding=padding, groups=G)
+    ctx["has_bias"] = bias is not None
+    return y, (ctx if save else None)
+
+
+@overridable
+def conv2d_backward(grad_out: Any, ctx: dict, input_grad: bool = True) -> tuple[Any, Any, Any]:
+    """dL/dx, dL/dW and dL/db from dL/dy, by im2col.
+
+    Args:
+        grad_out: dL/dy, (N, O, Ho, Wo).
+        ctx: the context :func:`conv2d_forward` returned.
+        input_grad: compute dL/dx (a first layer's input needs none: dx is then None).
+    Returns:
+        dx (N, C, H, W) or None, dW (O, C/G, KH, KW), db (O,) or None.
+    """
+    x, weight, G = ctx["x"], ctx["weight"], ctx["groups"]
+    stride, padding = ctx["stride"], ctx["padding"]
+    N, O, Ho, Wo = grad_out.shape
+    _, Cg, KH, KW = weight.shape
+    K = Cg * KH * KW
+    db = grad_out.sum(axis=(0, 2, 3)) if ctx["has_bias"] else None  # db = sum of dY over n, ho, wo
+    dY_g = grad_out.transpose(1, 0, 2, 3).reshape(G, O // G, N * Ho * Wo)  # laid out as Y_g
+    X_g = im2col(x, (KH, KW), stride, padding).reshape(G, K, N * Ho * Wo)
+    dW = dY_g @ X_g.transpose(0, 2, 1)  # dW_g = dY_g X_g^T: (G, O/G, K)
+    if not input_grad:
+        return None, dW.reshape(weight.shape), db
+    W_g = weight.reshape(G, O // G, K)
+    dX_g = W_g.transpose(0, 2, 1) @ dY_g  # dX_g = W_g^T dY_g: (G, K, N*Ho*Wo)
+    dx = col2im(dX_g.reshape(G * K, N * Ho * Wo), x.shape, (KH, KW), stride, padding)
+    return dx, dW.reshape(weight.shape), db
 
 
 class Conv2d(Module):
@@ -118,46 +171,18 @@ class Conv2d(Module):
             conv_out_size(W, kw, sw, pw),
         )
 
-    def _uses_winograd(self, backend: Any) -> bool:
-        """Winograd instead of im2col here? Only for 5x5 or 3x3 kernels (the backend picks
-        the variant), stride 1, one group, on a backend that offers it for that size, and
-        with >= 16 input channels: with 3 (a first layer) its transforms cost more than
-        the multiplications they save."""
-        offered = {(5, 5): backend.winograd_5x5, (3, 3): backend.winograd_3x3}
-        return (
-            offered.get(self.kernel_size, False)
-            and self.stride == (1, 1)
-            and self.groups == 1
-            and self.in_channels >= 16
-        )
-
     def forward(self, x: Any) -> Any:
         """x (N, C, H, W) -> y (N, O, Ho, Wo)."""
         check_array(self, x)
         check_shape(self, x, (4,), self.in_channels, "(N, C, H, W)")
         check_params_match(self, x)
         check_window_fits(self, x, self.kernel_size, self.padding, "kernel")
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        B = get_backend()
-        mm = B.kernels.matmul  # the matrix product a @ b (BLAS on the CPU, cuBLAS on the GPU)
-        G, O = self.groups, self.out_channels
-        N, _, Ho, Wo = self.output_shape(x.shape)
         bias = None if self.bias is None else self.bias.data
-        if self._uses_winograd(B):  # y = A^T [(G w G^T) . (B^T x B)] A per tile, + b
-            self._save_for_backward(x=x, cols=None)
-            return B.kernels.winograd_conv2d(x, self.weight.data, bias, self.padding)
-
-        cols = B.kernels.im2col(x, kh, kw, sh, sw, ph, pw)  # (C*KH*KW, N*Ho*Wo)
-        w = self.weight.data.reshape(G, O // G, -1)  # W_g: (G, O/G, C/G*KH*KW)
-        cols_g = cols.reshape(G, -1, N * Ho * Wo)  # X_g: (G, C/G*KH*KW, N*Ho*Wo)
-        y = _stack_groups(B.xp, [mm(w[g], cols_g[g]) for g in range(G)])  # Y_g = W_g @ X_g
-        # (O, N, Ho, Wo) + b[o]  ->  (N, O, Ho, Wo), in one pass
-        out = B.kernels.cnhw_to_nchw(y.reshape(O, N, Ho, Wo), bias)
-        # cols is K*K/S^2 times larger than x: the backend decides whether backward
-        # gets it kept or redoes im2col from x (cheap on a GPU, where memory is tight)
-        keep = None if B.recompute_columns else cols
-        self._save_for_backward(x=x, cols=keep)
-        return out
+        y, ctx = conv2d_forward(
+            x, self.weight.data, bias, self.stride, self.padding, self.groups, is_grad_enabled()
+        )
+        self._save_for_backward(ctx)
+        return y
 
     def backward(self, grad_out: Any, input_grad: bool = True) -> Any:
         """dL/dy (N, O, Ho, Wo) -> dL/dx (N, C, H, W); adds dL/dW and dL/db to .grad.
@@ -165,43 +190,8 @@ class Conv2d(Module):
         ``input_grad=False`` skips dL/dx (returns None): a first layer's input is the
         images, whose gradient nobody needs, and dX_col + col2im are a third of the work.
         """
-        s = self._saved(grad_out)
-        B = get_backend()
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        G, O = self.groups, self.out_channels
-        x, cols = s["x"], s["cols"]
-        if self._uses_winograd(B) and B.winograd_weight_grad:  # all three by Winograd
-            del s
-            # dW[o, c] = A'^T [sum over tiles of (G' dY G'^T) . (B^T x B)] A'  (F(r x r, m x m))
-            dw = B.kernels.winograd_conv2d_weight_grad(x, grad_out, self.padding, kh)
-            self.weight.accumulate_grad(dw)
-            if self.bias is not None:
-                self.bias.accumulate_grad(grad_out.sum(axis=(0, 2, 3)))  # db = sum dY
-            if not input_grad:
-                return None
-            return B.kernels.winograd_conv2d_input_grad(
-                grad_out, self.weight.data, self.padding, x.shape[2:]
-            )
-        # dY laid out like Y: (O, N*Ho*Wo), rows grouped by output channel; the same
-        # pass adds up each row of dY, which is db
-        dy, row_sums = B.kernels.nchw_to_cnhw(grad_out, sums=self.bias is not None)
-        dy = dy.reshape(G, O // G, -1)
+        dx, dw, db = conv2d_backward(grad_out, self._saved(grad_out), input_grad)
+        self.weight.accumulate_grad(dw)
         if self.bias is not None:
-            self.bias.accumulate_grad(row_sums)  # db = sum dY over n, ho, wo
-        # dW_g = dY_g X_g^T, X_col = im2col(x): the columns kept from forward, or (cols is
-        # None) im2col redone by the kernel, in whatever layout its product runs fastest
-        dw = B.kernels.conv2d_weight_grad(dy, x, cols, kh, kw, sh, sw, ph, pw)
-        self.weight.accumulate_grad(dw.reshape(self.weight.shape))
-        del s, cols  # done with X_col: its memory can serve dX_col (same size) below
-        if not input_grad:
-            return None
-        if self._uses_winograd(B):  # dx: the convolution of dy with the flipped filters
-            del dy  # (and the columns, above) freed before Winograd makes its buffers
-            return B.kernels.winograd_conv2d_input_grad(
-                grad_out, self.weight.data, self.padding, x.shape[2:]
-            )
-        # dX_g = W_g^T dY_g, stacked into dX_col (C*KH*KW, N*Ho*Wo), then col2im adds each
-        # column back onto its window: dx (N, C, H, W). One backend call does both, so
-        # that the CPU can lay the product out the way its col2im runs fastest.
-        w = self.weight.data.reshape(G, O // G, -1)  # W_g: (G, O/G, C/G*KH*KW)
-        return B.kernels.conv2d_input_grad(dy, w, x.shape, kh, kw, sh, sw, ph, pw)
+            self.bias.accumulate_grad(db)
+        return dx

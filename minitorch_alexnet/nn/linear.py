@@ -14,10 +14,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import get_backend
+from ..backend.dispatch import overridable
 from . import init
 from ._checks import check_array, check_params_match, check_shape
-from .module import Module, Parameter
+from .module import Module, Parameter, is_grad_enabled
+
+
+@overridable
+def linear_forward(x: Any, weight: Any, bias: Any, save: bool = True) -> tuple[Any, dict | None]:
+    """x (N, in), weight (out, in), bias (out,) or None -> y = x W^T + b (N, out), and
+    the context for :func:`linear_backward` (None with ``save=False``)."""
+    y = x @ weight.T  # y = x W^T
+    if bias is not None:
+        y += bias  # + b, broadcast over the batch
+    return y, (dict(x=x, weight=weight, has_bias=bias is not None) if save else None)
+
+
+@overridable
+def linear_backward(grad_out: Any, ctx: dict, input_grad: bool = True) -> tuple[Any, Any, Any]:
+    """dL/dy (N, out) -> dL/dx (N, in) (None unless ``input_grad``), dL/dW (out, in),
+    dL/db (out,) (None without a bias)."""
+    x, weight = ctx["x"], ctx["weight"]
+    dW = grad_out.T @ x  # dW = dy^T x
+    db = grad_out.sum(axis=0) if ctx["has_bias"] else None  # db = sum over n of dy
+    dx = grad_out @ weight if input_grad else None  # dx = dy W
+    return dx, dW, db
 
 
 class Linear(Module):
@@ -49,22 +70,19 @@ class Linear(Module):
         check_array(self, x)
         check_shape(self, x, (2,), self.in_features, "(N, in_features)")
         check_params_match(self, x)
-        mm = get_backend().kernels.matmul  # a @ b, by the backend
-        y = mm(x, self.weight.data.T)  # y = x W^T
-        if self.bias is not None:
-            y += self.bias.data  # + b, broadcast over the batch
-        self._save_for_backward(x=x)
+        bias = None if self.bias is None else self.bias.data
+        y, ctx = linear_forward(x, self.weight.data, bias, is_grad_enabled())
+        self._save_for_backward(ctx)
         return y
 
     def backward(self, grad_out: Any, input_grad: bool = True) -> Any:
         """dL/dy (N, out) -> dL/dx (N, in); adds dL/dW and dL/db to .grad.
         ``input_grad=False`` skips dL/dx and returns None (a first layer's input)."""
-        x = self._saved(grad_out)["x"]
-        mm = get_backend().kernels.matmul
-        self.weight.accumulate_grad(mm(grad_out.T, x))  # dW = dy^T x
+        dx, dw, db = linear_backward(grad_out, self._saved(grad_out), input_grad)
+        self.weight.accumulate_grad(dw)
         if self.bias is not None:
-            self.bias.accumulate_grad(grad_out.sum(axis=0))  # db = sum_n dy
-        return mm(grad_out, self.weight.data) if input_grad else None  # dx = dy W
+            self.bias.accumulate_grad(db)
+        return dx
 
 
 class Flatten(Module):

@@ -158,8 +158,11 @@ class Module:
             cache["_out"] = (tuple(out.shape), out.dtype)
         return out
 
-    def _save_for_backward(self, **cache: Any) -> None:
-        """Keep what backward needs (nothing inside :func:`no_grad`)."""
+    def _save_for_backward(self, ctx: Mapping[str, Any] | None = None, /, **cache: Any) -> None:
+        """Keep what backward needs (nothing inside :func:`no_grad`): named arrays, and
+        the entries of ``ctx``, the context a layer's forward function returned."""
+        if ctx is not None:
+            cache = {**ctx, **cache}
         object.__setattr__(self, "_cache", cache if _grad_enabled else None)
 
     def _saved(self, grad_out: Any = None) -> dict:

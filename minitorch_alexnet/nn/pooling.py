@@ -2,12 +2,12 @@
 
 Forward, for input x (N, C, H, W), kernel K, stride S, padding P (padding counts as -inf):
 
-    y[n, c, ho, wo] = max over i, j < K of x[n, c, ho*S + i - P, wo*S + j - P]
-    idx[n, c, ho, wo] = the flat position h*W + w of that maximum
+    y[n, c, ho, wo]      = max over i, j < K of x[n, c, ho*S + i - P, wo*S + j - P]
+    argmax[n, c, ho, wo] = i*K + j of the first pixel of that window holding the maximum
 
 Backward: each window's gradient flows to its winner only.
 
-    dx[n, c].flat[idx[n, c, ho, wo]] += dy[n, c, ho, wo]
+    dx[n, c, ho*S + i - P, wo*S + j - P] += dy[n, c, ho, wo]   where i*K + j = argmax[n, c, ho, wo]
 
 When windows overlap (K > S), one pixel can win several windows and collects
 all their gradients.
@@ -17,10 +17,71 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import get_backend
+from ..backend import array_module
+from ..backend.dispatch import overridable
 from ._checks import check_array, check_shape, check_window, check_window_fits, pair
-from .conv import conv_out_size
+from .im2col import Pair, conv_out_size
 from .module import Module, is_grad_enabled
+
+
+@overridable
+def maxpool2d_forward(
+    x: Any, kernel_size: Pair, stride: Pair, padding: Pair, save: bool = True
+) -> tuple[Any, dict | None]:
+    """Max over each window; padding counts as -inf.
+
+    Args:
+        x: (N, C, H, W); kernel_size, stride, padding: (KH, KW), (SH, SW), (PH, PW).
+        save: keep what backward needs (False under no_grad: the context is None).
+    Returns:
+        y (N, C, Ho, Wo), and the context for :func:`maxpool2d_backward`: argmax
+        (N, C, Ho, Wo), the window position i*KW + j of each maximum. The first
+        maximum in row-major window order wins a tie; a NaN wins (and y is NaN).
+    """
+    N, C, H, W = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    Ho, Wo = conv_out_size(H, kh, sh, ph), conv_out_size(W, kw, sw, pw)
+    xp = array_module(x)
+    x_pad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-xp.inf)
+    inside = xp.pad(xp.ones((H, W), dtype=bool), ((ph, ph), (pw, pw)))  # not padding
+
+    def pixel(a: Any, i: int, j: int) -> Any:  # pixel (i, j) of every window: a strided slice
+        return a[..., i : i + sh * Ho : sh, j : j + sw * Wo : sw]
+
+    windows = xp.stack([pixel(x_pad, i, j) for i in range(kh) for j in range(kw)])
+    real = xp.stack([pixel(inside, i, j) for i in range(kh) for j in range(kw)])
+    # windows: (KH*KW, N, C, Ho, Wo), entry i*KW + j the window pixel (i, j); real: (KH*KW, Ho, Wo)
+    y = windows.max(axis=0)
+    if not save:
+        return y, None
+    # the winner: the first real pixel that holds the maximum (or a NaN); padding never
+    # wins, even where every pixel of a window is -inf and ties with it
+    wins = ((windows == y) | xp.isnan(windows)) & real[:, None, None]
+    argmax = wins.argmax(axis=0)
+    ctx = dict(argmax=argmax, x_shape=x.shape, kernel_size=kernel_size)
+    ctx.update(stride=stride, padding=padding)
+    return y, ctx
+
+
+@overridable
+def maxpool2d_backward(grad_out: Any, ctx: dict) -> Any:
+    """dL/dy (N, C, Ho, Wo) -> dL/dx (N, C, H, W): each window's gradient to its winner.
+
+    ``ctx`` is :func:`maxpool2d_forward`'s context. A pixel that won several windows
+    gets the sum of their gradients, added in output order (ho, wo).
+    """
+    argmax, (N, C, H, W) = ctx["argmax"], ctx["x_shape"]
+    (kh, kw), (sh, sw), (ph, pw) = ctx["kernel_size"], ctx["stride"], ctx["padding"]
+    Ho, Wo = grad_out.shape[2:]
+    xp = array_module(grad_out)
+    dx_pad = xp.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=grad_out.dtype)
+    # window pixel (i, j) of every window at once, as in im2col; (i, j) from last to
+    # first, so that a pixel receives its windows' gradients in output order
+    for i in reversed(range(kh)):
+        for j in reversed(range(kw)):
+            won = argmax == i * kw + j
+            dx_pad[:, :, i : i + sh * Ho : sh, j : j + sw * Wo : sw] += xp.where(won, grad_out, 0)
+    return dx_pad[:, :, ph : ph + H, pw : pw + W]
 
 
 class MaxPool2d(Module):
@@ -69,20 +130,12 @@ class MaxPool2d(Module):
         """x (N, C, H, W) -> y (N, C, Ho, Wo)."""
         check_array(self, x)
         check_shape(self, x, (4,), None, "(N, C, H, W)")
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         check_window_fits(self, x, self.kernel_size, self.padding, "window")
-        # idx: the flat position of each window's maximum, all backward needs (none
-        # under no_grad, where no backward follows)
-        y, idx = get_backend().kernels.maxpool2d_forward(
-            x, kh, kw, sh, sw, ph, pw, indices=is_grad_enabled()
-        )
-        self._save_for_backward(idx=idx, x_shape=x.shape)
+        k, s, p = self.kernel_size, self.stride, self.padding
+        y, ctx = maxpool2d_forward(x, k, s, p, is_grad_enabled())
+        self._save_for_backward(ctx)
         return y
 
     def backward(self, grad_out: Any) -> Any:
         """dL/dy (N, C, Ho, Wo) -> dL/dx (N, C, H, W)."""
-        s = self._saved(grad_out)
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return get_backend().kernels.maxpool2d_backward(
-            grad_out, s["idx"], s["x_shape"], kh, kw, sh, sw, ph, pw
-        )
+        return maxpool2d_backward(grad_out, self._saved(grad_out))

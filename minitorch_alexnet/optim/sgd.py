@@ -13,8 +13,46 @@ The update is PyTorch's ``torch.optim.SGD``, step for step. For each parameter
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..backend import get_backend
+from ..backend.dispatch import overridable
 from .optimizer import Optimizer, ParamsLike
+
+
+@overridable
+def sgd_step(
+    p: Any,
+    grad: Any,
+    buf: Any,
+    first: bool,
+    lr: Any,
+    momentum: Any,
+    dampening: float,
+    nesterov: bool,
+    weight_decay: float,
+) -> None:
+    """One SGD update of ``p`` (and of its momentum buffer ``buf``), in place.
+
+    Args:
+        p, grad: the parameter and its gradient, one shape.
+        buf: the momentum buffer (p's shape), or None without momentum.
+        first: ``buf`` holds nothing yet (the first step fills it with d).
+        lr, momentum: numbers, or 0-d arrays of p's dtype (a CUDA graph reads them
+            from device memory on every replay).
+        dampening, nesterov, weight_decay: as in :class:`SGD`.
+    """
+    d = grad
+    if weight_decay != 0:
+        d = d + weight_decay * p  # d = g + weight_decay * p
+    if buf is not None:
+        if first:
+            buf[...] = d  # buf = d
+        else:
+            buf *= momentum  # buf = momentum * buf + (1 - dampening) * d
+            buf += (1 - dampening) * d
+        d = d + momentum * buf if nesterov else buf
+    p -= lr * d  # p = p - lr * d
 
 
 class SGD(Optimizer):
@@ -61,8 +99,7 @@ class SGD(Optimizer):
 
     def step(self) -> None:
         """One update of every parameter that has a gradient (in place on ``p.data``)."""
-        B = get_backend()
-        xp, kernels = B.xp, B.kernels
+        xp = get_backend().xp
         for i, group in enumerate(self.param_groups):
             # numbers, or 0-d device arrays after hyperparameters_on_device()
             lr = self._hyper(i, group, "lr")
@@ -79,6 +116,6 @@ class SGD(Optimizer):
                         buf = state["momentum_buffer"] = xp.empty_like(p.data)
                         first = True
                 # the update of the module docstring, in place on p.data and buf
-                kernels.sgd_update(
+                sgd_step(
                     p.data, p.grad, buf, first, lr, momentum, dampening, nesterov, weight_decay
                 )

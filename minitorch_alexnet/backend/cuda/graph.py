@@ -11,7 +11,7 @@ What a replay does, and what that demands of the step:
   same numbers. So the step must read its inputs from fixed buffers (we copy each
   batch into them), and every value that changes from step to step must live in
   device memory: the learning rate and momentum (``Optimizer.hyperparameters_on_device``)
-  and the dropout generator's counter (``kernels_cupy.DeviceGenerator``). A number
+  and the dropout generator's counter (``backend/cuda/random.py``). A number
   passed from Python would be frozen at its value during capture.
 * Nothing runs on the host during a replay: no Python, no checks, no shape logic.
   The Python code ran once, while the graph was recorded; the arrays it left

@@ -1,4 +1,4 @@
-"""Matrix products on the GPU through cuBLAS, called directly (used by ``kernels_cupy.matmul``).
+"""Matrix products on the GPU through cuBLAS, called directly (Conv2d and Linear on the GPU).
 
 Why not CuPy's ``a @ b``: CuPy refuses to call cuBLAS while a stream is being
 recorded into a CUDA graph (it raises ``NotImplementedError``), although cuBLAS

@@ -1,7 +1,7 @@
-"""The CUDA source of the Winograd kernels (``winograd_cuda.py``), made from the matrices.
+"""The CUDA source of the Winograd kernels (``winograd/cuda.py``), made from the matrices.
 
-Kept apart from ``winograd_cuda.py`` (which needs CuPy) so that the CPU tests can
-check the generated transforms against the matrices of ``winograd.py``.
+Kept apart from ``winograd/cuda.py`` (which needs CuPy) so that the CPU tests can
+check the generated transforms against the matrices of ``winograd/reference.py``.
 
 Each transform is straight-line code, one line per row of its matrix that adds the
 nonzero entries' terms; for the first row of the 6x6 B^T
@@ -24,7 +24,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .winograd import Variant, weight_grad_variant
+from .reference import Variant, weight_grad_variant
 
 
 def _terms(coefficients: list[Fraction]) -> str:

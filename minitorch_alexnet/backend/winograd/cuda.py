@@ -1,6 +1,6 @@
 """Winograd convolutions on the GPU: CUDA kernels around one batched SGEMM.
 
-The same algorithms and the same transform matrices as ``winograd.py`` (read that
+The same algorithms and the same transform matrices as ``winograd/reference.py`` (read that
 file first for the math). The forward convolution, and its input gradient (a forward
 convolution of dy), in four steps:
 
@@ -23,8 +23,8 @@ The weight gradient (``winograd.winograd_conv2d_weight_grad``) reuses step 2, th
    dimension runs over all tiles (added up chunk by chunk for large batches);
 7. dw = A'^T M A', one thread per filter (o, c), written as (O, C, r, r).
 
-Each transform is written out as C++ from its matrix (``winograd_cuda_source.py``
-turns a matrix of ``winograd.py`` into straight-line code, e.g. for the first row of
+Each transform is written out as C++ from its matrix (``winograd/cuda_source.py``
+turns a matrix of ``winograd/reference.py`` into straight-line code, e.g. for the first row of
 the 6x6 B^T ``r[0] = (T)4 * z0 - (T)5 * z2 + z4;``), and every variant becomes a
 struct of its three transforms (``bt``, ``g``, ``at``) that the kernels take as a
 template argument; a variant's kernels are compiled when it is first used. Tiles are
@@ -39,8 +39,9 @@ from typing import Any
 
 import cupy as cp
 
-from ._cublas import matmul
-from .winograd import (
+from ..cuda.cublas import matmul
+from .cuda_source import source
+from .reference import (
     F4x4_3x3,
     F4x4_5x5,
     Variant,
@@ -51,7 +52,6 @@ from .winograd import (
     tiling,
     weight_grad_variant,
 )
-from .winograd_cuda_source import source
 
 # The variant each kernel size runs by on the GPU. F(4x4, 5x5) for 5x5: 2.25x fewer
 # products than F(2x2, 5x5), at about 1.6x its float32 error (tests/test_winograd.py)
@@ -109,7 +109,7 @@ def _choose(w: Any, variant: Variant | None) -> Variant:
 def filter_transform(
     w: cp.ndarray, dtype: Any, flip: bool = False, variant: Variant | None = None
 ) -> cp.ndarray:
-    """See ``winograd.filter_transform``: U = G g G^T in float64, (O, C, r, r) ->
+    """See ``reference.filter_transform``: U = G g G^T in float64, (O, C, r, r) ->
     (alpha^2, O, C).
 
     The same arithmetic as the reference, by a kernel rather than matrix products (CuPy
@@ -131,7 +131,7 @@ def filter_transform(
 
 
 def input_transform(x: cp.ndarray, ph: int, pw: int, v: Variant) -> cp.ndarray:
-    """See ``winograd.input_transform``: (N, C, H, W) -> V (alpha^2, C, T), T = N * th * tw,
+    """See ``reference.input_transform``: (N, C, H, W) -> V (alpha^2, C, T), T = N * th * tw,
     tiles every v.m pixels."""
     x = cp.ascontiguousarray(x)
     N, C, H, W = x.shape
@@ -154,7 +154,7 @@ def output_transform(
     v: Variant,
     out: cp.ndarray | None = None,
 ) -> cp.ndarray:
-    """See ``winograd.output_transform``: M (alpha^2, O, T) (+ bias) -> y (N, O, Ho, Wo).
+    """See ``reference.output_transform``: M (alpha^2, O, T) (+ bias) -> y (N, O, Ho, Wo).
 
     ``out``, if given, is a C-contiguous (N, O, Ho, Wo) array to write y into.
     """
@@ -173,7 +173,7 @@ def output_transform(
 
 
 def dy_transform(dy: cp.ndarray, v: Variant) -> cp.ndarray:
-    """See ``winograd.dy_transform``: dy (N, O, Ho, Wo) -> U' (alpha^2, O, T) for the
+    """See ``reference.dy_transform``: dy (N, O, Ho, Wo) -> U' (alpha^2, O, T) for the
     weight gradient of variant v's convolution."""
     dy = cp.ascontiguousarray(dy)
     N, O, Ho, Wo = dy.shape
@@ -194,7 +194,7 @@ def winograd_conv2d(
     padding: int | tuple[int, int] = 0,
     variant: Variant | None = None,
 ) -> cp.ndarray:
-    """See ``winograd.winograd_conv2d``: 5x5 or 3x3, stride 1, on the GPU.
+    """See ``reference.winograd_conv2d``: 5x5 or 3x3, stride 1, on the GPU.
 
     Args:
         x: images, shape (N, C, H, W), float32 or float64.
@@ -246,7 +246,7 @@ def winograd_conv2d_input_grad(
     input_hw: tuple[int, int],
     variant: Variant | None = None,
 ) -> cp.ndarray:
-    """See ``winograd.winograd_conv2d_input_grad``: dL/dx (N, C, H, W) from dy (N, O, Ho, Wo),
+    """See ``reference.winograd_conv2d_input_grad``: dL/dx (N, C, H, W) from dy (N, O, Ho, Wo),
     as the Winograd convolution of dy (padded by r - 1 - P) with the flipped, channel-swapped
     w, which the filter transform reads straight from w."""
     v = _check(dy, w.transpose(1, 0, 2, 3), _choose(w, variant))  # dy's channels: w's outputs
@@ -265,7 +265,7 @@ def winograd_conv2d_weight_grad(
     kernel_size: int,
     variant: Variant | None = None,
 ) -> cp.ndarray:
-    """See ``winograd.winograd_conv2d_weight_grad``: dL/dw (O, C, r, r) from the forward's
+    """See ``reference.winograd_conv2d_weight_grad``: dL/dw (O, C, r, r) from the forward's
     input x (N, C, H, W) and dy (N, O, Ho, Wo), by F(r x r, m x m): steps 2, 5, 6, 7 of
     the module docstring, the product summing over the tiles of a chunk of images at a
     time into one M."""

@@ -1,0 +1,42 @@
+"""ReLU on the CPU: each direction one compiled pass over memory."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from . import JIT
+
+
+@njit(parallel=True, **JIT)
+def _relu_forward(x, y, positive, with_mask):  # pragma: no cover - compiled
+    for k in prange(x.size):
+        v = x[k]
+        pos = v > 0
+        y[k] = v if pos or v != v else 0  # max(v, 0), and a NaN stays NaN as in np.maximum
+        if with_mask:
+            positive[k] = pos
+
+
+def relu_forward(x: np.ndarray, save: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """See ``nn/activation.py``: y and the mask [x > 0] in one pass."""
+    x = np.ascontiguousarray(x)
+    y = np.empty(x.shape, dtype=x.dtype)
+    positive = np.empty(x.shape if save else 1, dtype=np.bool_)
+    _relu_forward(x.ravel(), y.ravel(), positive.ravel(), save)  # flat views of the same memory
+    return y, (positive if save else None)
+
+
+@njit(parallel=True, **JIT)
+def _relu_backward(dy, positive, dx):  # pragma: no cover - compiled
+    for k in prange(dy.size):
+        # dy * [x > 0] in one pass; dy * 0 (not a plain 0) keeps NumPy's NaN and -0.0
+        dx[k] = dy[k] if positive[k] else dy[k] * 0
+
+
+def relu_backward(grad_out: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """See ``nn/activation.py``: dy * [x > 0] in one pass, any shape."""
+    dx = np.empty(grad_out.shape, dtype=grad_out.dtype)
+    dy, positive = np.ascontiguousarray(grad_out), np.ascontiguousarray(positive)
+    _relu_backward(dy.ravel(), positive.ravel(), dx.ravel())  # flat views of the same memory
+    return dx

@@ -1,0 +1,53 @@
+"""SGD's update on the CPU: one compiled pass over p, grad and the momentum buffer."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ..dispatch import reference
+from . import JIT
+
+
+@njit(parallel=True, **JIT)
+def _sgd(p, g, buf, has_buf, first, lr, momentum, keep, nesterov, wd):  # pragma: no cover
+    # the reference's formulas, one element at a time, each step rounded like NumPy's
+    for k in prange(p.size):
+        d = g[k] + wd * p[k] if wd != 0 else g[k]
+        if has_buf:
+            b = d if first else buf[k] * momentum + keep * d
+            buf[k] = b
+            d = d + momentum * b if nesterov else b
+        p[k] = p[k] - lr * d
+
+
+def sgd_step(
+    p: np.ndarray,
+    grad: np.ndarray,
+    buf: np.ndarray | None,
+    first: bool,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    nesterov: bool,
+    weight_decay: float,
+) -> None:
+    """See ``optim/sgd.py``: one pass over p, grad and buf instead of five."""
+    arrays = (p, grad) if buf is None else (p, grad, buf)
+    if not all(a.flags.c_contiguous for a in arrays):  # pragma: no cover - parameters are
+        reference("sgd_step")(p, grad, buf, first, lr, momentum, dampening, nesterov, weight_decay)
+        return
+    t = p.dtype.type  # the numbers in p's precision, as NumPy rounds them
+    b = buf.ravel() if buf is not None else p.ravel()[:0]
+    _sgd(
+        p.ravel(),
+        grad.ravel(),
+        b,
+        buf is not None,
+        bool(first),
+        t(lr),
+        t(momentum),
+        t(1 - dampening),
+        bool(nesterov),
+        t(weight_decay),
+    )

@@ -1,0 +1,85 @@
+"""im2col and col2im: a convolution as one matrix product, and its adjoint.
+
+A convolution (and a pooling) slides a KH x KW window over each image. im2col copies
+every window into one column of a matrix, so that a convolution becomes a single
+matrix product (``conv.py``); col2im is its adjoint, which backward needs: it adds
+every column entry back onto the pixel it came from.
+
+Output size of a window K with stride S and padding P over a length H:
+
+    Ho = floor((H + 2P - K) / S) + 1
+
+Layout. For x (N, C, H, W), ``cols = im2col(x)`` has shape (C*KH*KW, N*Ho*Wo):
+
+    cols[(c, i, j), (n, ho, wo)] = x[n, c, ho*SH + i - PH, wo*SW + j - PW]   (0 outside x)
+
+Rows are ordered by channel first, so the rows of a group of channels form one
+contiguous block and a grouped convolution is one product per group. col2im is the
+transpose of that copy, a sum: each pixel receives every entry that was copied from
+it (a pixel inside several windows receives several).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backend import array_module
+from ..backend.dispatch import overridable
+
+Pair = tuple[int, int]
+
+
+def conv_out_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length of a convolution or pooling window: floor((H + 2P - K) / S) + 1."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+@overridable
+def im2col(x: Any, kernel_size: Pair, stride: Pair, padding: Pair) -> Any:
+    """Unfold every window of ``x`` into a column.
+
+    Args:
+        x: images, (N, C, H, W).
+        kernel_size, stride, padding: (KH, KW), (SH, SW), (PH, PW).
+    Returns:
+        cols, (C*KH*KW, N*Ho*Wo): row (c, i, j), column (n, ho, wo) holds
+        x[n, c, ho*SH + i - PH, wo*SW + j - PW], zero where that is padding.
+    """
+    N, C, H, W = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    Ho, Wo = conv_out_size(H, kh, sh, ph), conv_out_size(W, kw, sw, pw)
+    xp = array_module(x)
+    x_pad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))  # zeros around every image
+    cols = xp.empty((C, kh, kw, N, Ho, Wo), dtype=x.dtype)
+    for i in range(kh):  # pixel (i, j) of every window at once is one strided slice
+        for j in range(kw):
+            window_pixel = x_pad[:, :, i : i + sh * Ho : sh, j : j + sw * Wo : sw]  # (N, C, Ho, Wo)
+            cols[:, i, j] = window_pixel.transpose(1, 0, 2, 3)
+    return cols.reshape(C * kh * kw, N * Ho * Wo)
+
+
+@overridable
+def col2im(
+    cols: Any, x_shape: tuple[int, ...], kernel_size: Pair, stride: Pair, padding: Pair
+) -> Any:
+    """The adjoint of :func:`im2col`: add every column entry back onto its pixel.
+
+    Args:
+        cols: (C*KH*KW, N*Ho*Wo), laid out as im2col's result.
+        x_shape: (N, C, H, W), the shape of the images im2col was given.
+        kernel_size, stride, padding: the same windows as for im2col.
+    Returns:
+        dx, (N, C, H, W): each pixel gets the sum of the entries of every window it
+        is in; entries that fall on the padding are dropped.
+    """
+    N, C, H, W = x_shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    Ho, Wo = conv_out_size(H, kh, sh, ph), conv_out_size(W, kw, sw, pw)
+    xp = array_module(cols)
+    cols = cols.reshape(C, kh, kw, N, Ho, Wo)
+    dx_pad = xp.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
+    for i in range(kh):  # the same slices as im2col, added instead of copied
+        for j in range(kw):
+            window_pixel = cols[:, i, j].transpose(1, 0, 2, 3)  # (N, C, Ho, Wo)
+            dx_pad[:, :, i : i + sh * Ho : sh, j : j + sw * Wo : sw] += window_pixel
+    return dx_pad[:, :, ph : ph + H, pw : pw + W]
