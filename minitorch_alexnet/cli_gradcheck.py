@@ -28,17 +28,17 @@ usable input shape).
 from __future__ import annotations
 
 import argparse
-import copy
+import functools
 import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import backend as _backend
 from . import testing
-from .gradcheck import GradcheckResult, gradcheck
+from .gradcheck import GradcheckResult, LayerBuildError, build_layer, gradcheck
 
 __all__ = ["add_parser", "main", "run"]
 
@@ -155,30 +155,14 @@ def _import_object(path: str) -> Any:
     return obj
 
 
-def _factory(obj: Any, path: str) -> Callable[[], Any]:
-    """A function building a fresh layer from ``obj`` (a class, a function or a layer)."""
-    if hasattr(obj, "backward") and not isinstance(obj, type):
-        return lambda: copy.deepcopy(obj)
-    if not callable(obj):
-        raise UsageError(f"{path} is a {type(obj).__name__}, not a layer, class or function")
-    try:
-        layer = obj()
-    except Exception as e:
-        raise UsageError(
-            f"cannot build {path} with no arguments ({type(e).__name__}: {e}); "
-            "point at a function that returns the layer instead"
-        ) from None
-    if not (callable(layer) and callable(getattr(layer, "backward", None))):
-        raise UsageError(
-            f"{path}() gave a {type(layer).__name__}, which has no forward (__call__) and backward"
-        )
-    return lambda: obj()
-
-
 def _custom_target(path: str, input_shape: tuple[int, ...] | None) -> _Target:
     _, st = testing._hypothesis()
-    make = _factory(_import_object(path), path)
-    probe = make()
+    # a fresh layer for each case (a copy of a given layer), built the same way each time
+    make = functools.partial(build_layer, _import_object(path), name=path, copy=True)
+    try:
+        probe = make()
+    except LayerBuildError as e:
+        raise UsageError(str(e)) from None
     name = probe._name() if hasattr(probe, "_name") else type(probe).__name__
     notes = []
     if input_shape is not None:

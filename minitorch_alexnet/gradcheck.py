@@ -23,13 +23,13 @@ mode uses batch statistics, which the check differentiates through.
 
 from __future__ import annotations
 
-import copy
+import copy as _copy
+import reprlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import backend as _backend
-from .nn.module import Module
 
 
 @dataclass
@@ -96,21 +96,59 @@ class GradcheckResult:
     __str__ = report
 
 
-def _as_module(module_or_fn: Any) -> Any:
-    if isinstance(module_or_fn, type):  # a class, such as nn.ReLU: build one
-        return _as_module(module_or_fn())
-    if isinstance(module_or_fn, Module) or (
-        hasattr(module_or_fn, "backward") and callable(module_or_fn)
-    ):
-        return module_or_fn
-    if callable(module_or_fn):  # a factory: build the module
-        built = module_or_fn()
-        if hasattr(built, "backward"):
-            return built
-    raise TypeError(
-        "gradcheck needs a Module (or an object with __call__ and backward), or a "
-        f"function that builds one; got {type(module_or_fn).__name__}"
-    )
+class LayerBuildError(TypeError):
+    """What :func:`build_layer` raises: not a layer, or building one failed (the
+    constructor's own exception is the ``__cause__``)."""
+
+
+def is_layer(obj: Any) -> bool:
+    """Whether ``obj`` is a layer: not a class, and callable with a callable ``backward``."""
+    return not isinstance(obj, type) and callable(obj) and callable(getattr(obj, "backward", None))
+
+
+def build_layer(layer_or_factory: Any, *, name: str | None = None, copy: bool = False) -> Any:
+    """The layer ``layer_or_factory`` is, or the one it builds: the one way this package
+    turns "a layer, a class or a factory" into a layer (gradcheck, the assertions of
+    :mod:`minitorch_alexnet.testing`, the ``gradcheck`` subcommand).
+
+    Args:
+        layer_or_factory: a layer (a Module, or any object with ``__call__`` and
+            ``backward``), or a class or function that builds one with no arguments.
+        name: what messages call it (default: its qualified name, or its repr).
+        copy: return a deep copy of a given layer, so the caller may change it freely
+            (a layer built here is new anyway).
+
+    Building leaves the random-number generator as it was (constructors draw initial
+    weights from it): a factory builds the same layer every time from the same state.
+
+    Raises:
+        LayerBuildError: ``layer_or_factory`` is neither a layer nor callable, it
+            raised, or it returned something that is not a layer.
+    """
+    obj = layer_or_factory
+    if is_layer(obj):
+        return _copy.deepcopy(obj) if copy else obj
+    name = name or getattr(obj, "__qualname__", None) or reprlib.repr(obj)
+    if not callable(obj):
+        raise LayerBuildError(
+            f"{name} (a {type(obj).__name__}) is not a layer, class or function: expected a "
+            "layer (a Module, or any object with __call__ and backward), or a class or "
+            "function that builds one with no arguments"
+        )
+    state = _backend.get_rng_state()
+    try:
+        built = obj()
+    except Exception as e:
+        raise LayerBuildError(
+            f"cannot build {name} with no arguments: {name}() raised {type(e).__name__}: {e}"
+        ) from e
+    finally:
+        _backend.set_rng_state(state)
+    if not is_layer(built):
+        raise LayerBuildError(
+            f"{name}() gave a {type(built).__name__}, which has no forward (__call__) and backward"
+        )
+    return built
 
 
 def gradcheck(
@@ -164,7 +202,7 @@ def _gradcheck(
 ) -> GradcheckResult:
     B = _backend.get_backend()
     xp = B.xp
-    f = copy.deepcopy(_as_module(module_or_fn))
+    f = build_layer(module_or_fn, copy=True)
     if hasattr(f, "double"):
         f.double()
     if hasattr(f, "clear_cache"):

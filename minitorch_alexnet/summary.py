@@ -30,9 +30,20 @@ How it is computed (torchsummary's rules):
   ``Params size = total params * 4 / 2**20``; the estimated total is their sum.
 
 Beyond torchsummary, ``flops=True`` adds a FLOPs column and FLOP totals, per
-sample; the counting convention is :func:`minitorch_alexnet.shapes.layer_flops`
-(a multiply-add is 2 FLOPs; conv and linear count only their multiply-adds;
-cheap elementwise layers count their elementwise operations).
+sample. Each layer counts its own, in its ``flops(input_shape)`` method (see
+:class:`~minitorch_alexnet.nn.Module`; a layer of your own that defines it is
+counted too, one without it shows ``?``). The convention, a multiply-add being
+2 FLOPs:
+
+* Conv2d: ``2 * (C_in / groups) * KH * KW * C_out * H_out * W_out`` and
+  Linear: ``2 * in_features * out_features`` (bias additions not counted; they
+  add less than 0.1% here);
+* ReLU: 1 per element (one comparison); BatchNorm: 2 per element (inference
+  form ``y = a * x + b``, the statistics folded into per-channel ``a`` and ``b``);
+* MaxPool2d: ``KH * KW - 1`` comparisons per output element;
+* LocalResponseNorm of size n: ``n + 4`` per element (a square, n - 1 adds for
+  the window sum, a scale, the ``+ k``, the power and the product);
+* Dropout and Flatten: 0 (identity and reshape at inference).
 
 The instrumented pass runs in evaluation mode without caching anything for
 backward, and afterwards every module's training flag, backward cache and
@@ -51,7 +62,6 @@ from typing import Any
 
 from . import backend as _backend
 from . import nn
-from .shapes import layer_flops
 
 __all__ = ["LayerRecord", "collect_layers", "summary"]
 
@@ -69,7 +79,7 @@ class LayerRecord:
         output_shape: the output shape of the pass, batch dimension included (batch 2).
         params: weight elements + bias elements.
         trainable: whether the weight requires a gradient (None when there is no weight).
-        flops: forward FLOPs per sample (None for a layer without a FLOP rule).
+        flops: forward FLOPs per sample, the module's ``flops(input_shape)`` (None: unknown).
     """
 
     key: str
@@ -170,7 +180,8 @@ def collect_layers(
             else:
                 shape = tuple(out.shape)
             params, trainable = _count(m)
-            flops = layer_flops(m, shape) if isinstance(shape, tuple) else None
+            one_input = len(args) == 1 and not kwargs and hasattr(args[0], "shape")
+            flops = m.flops(tuple(args[0].shape)) if one_input else None
             key = f"{type(m).__name__}-{len(records) + 1}"
             records.append(
                 LayerRecord(key, names.get(id(m), ""), m, shape, params, trainable, flops)

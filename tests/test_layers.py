@@ -56,7 +56,7 @@ def test_conv2d_matches_torch(case, seed):
 
 @given(case=conv_cases(), seed=seeds)
 def test_conv2d_matches_naive_loops(case, seed):
-    from minitorch_alexnet.backend.reference import conv2d_naive
+    from minitorch_alexnet.testing.naive import conv2d_naive
 
     conv = _conv(case).double()
     x = normal(seed, case.x_shape)
@@ -89,7 +89,7 @@ def test_maxpool_matches_torch(case, seed):
 
 @given(case=pool_cases(), seed=seeds)
 def test_maxpool_matches_naive_loops(case, seed):
-    from minitorch_alexnet.backend.reference import maxpool2d_naive
+    from minitorch_alexnet.testing.naive import maxpool2d_naive
 
     x = tie_free(seed, case.x_shape)
     np.testing.assert_array_equal(
@@ -319,3 +319,90 @@ def test_lrn_is_accurate_in_float32_with_many_channels():
     y = lrn(x.astype("float32"))
     ref = torch.nn.functional.local_response_norm(torch.from_numpy(x), 5, 1e-4, 0.75, 1e-3)
     np.testing.assert_allclose(y, ref.numpy(), rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------- the extension API
+def _layer_cases():
+    """(layer, forward inputs) for every built-in layer, small and in float64."""
+    x4 = normal(1, (2, 4, 5, 5))
+    return [
+        (nn.Conv2d(4, 3, 3, padding=1), (x4,)),
+        (nn.Linear(6, 3), (normal(2, (2, 6)),)),
+        (nn.BatchNorm2d(4), (x4,)),
+        (nn.BatchNorm2d(4, affine=False), (x4,)),
+        (nn.BatchNorm1d(6), (normal(3, (4, 6)),)),
+        (nn.ReLU(), (x4,)),
+        (nn.MaxPool2d(3, stride=2), (x4,)),
+        (nn.Dropout(0.5), (x4,)),
+        (nn.Flatten(), (x4,)),
+        (nn.LocalResponseNorm(3), (x4,)),
+        (nn.CrossEntropyLoss(), (normal(4, (3, 5)), np.array([0, 4, 2]))),
+        (nn.Sequential(nn.Conv2d(4, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(18, 2)), (x4,)),
+        (nn.Sequential(), (x4,)),
+    ]
+
+
+def test_every_layer_takes_input_grad_as_a_keyword():
+    """backward(grad_out, *, input_grad=True) on the base, every layer and every model."""
+    import inspect
+
+    from minitorch_alexnet.models import AlexNet, AlexNet2012, AlexNetCIFAR
+
+    classes = {nn.Module, AlexNet, AlexNet2012, AlexNetCIFAR}
+    classes |= {type(layer) for layer, _ in _layer_cases()}
+    for cls in classes:
+        p = inspect.signature(cls.backward).parameters.get("input_grad")
+        assert p is not None and p.kind is p.KEYWORD_ONLY and p.default is True, cls.__name__
+    with pytest.raises(TypeError):
+        nn.Linear(2, 2).backward(None, False)  # positional: refused
+
+
+@pytest.mark.parametrize("case", range(len(_layer_cases())))
+def test_input_grad_false_returns_none_and_the_same_parameter_grads(case):
+    layer, inputs = _layer_cases()[case]
+    layer = layer.double()
+    inputs = tuple(mt.asarray(a) for a in inputs)
+    grads = []
+    for input_grad in (True, False):
+        layer.zero_grad()
+        mt.manual_seed(0)  # Dropout: the same mask both times
+        y = layer(*inputs)
+        g = mt.asarray(np.ones(y.shape)) if y.ndim else 1.0
+        dx = layer.backward(g, input_grad=input_grad)
+        assert (dx is None) == (not input_grad), type(layer).__name__
+        grads.append({k: mt.to_numpy(p.grad) for k, p in layer.named_parameters()})
+        if not isinstance(layer, nn.Sequential) or len(layer):  # an empty one keeps nothing
+            with pytest.raises(RuntimeError, match="before forward"):
+                layer.backward(g, input_grad=input_grad)  # handed over either way
+    assert grads[0].keys() == grads[1].keys()
+    for k in grads[0]:
+        np.testing.assert_array_equal(grads[0][k], grads[1][k], err_msg=k)
+
+
+def test_save_for_backward_and_its_old_names():
+    """The public names, and the underscore ones kept as aliases for a release."""
+
+    class Square(nn.Module):
+        def __init__(self, old: bool):
+            super().__init__()
+            self.old = old
+
+        def forward(self, x):
+            save = self._save_for_backward if self.old else self.save_for_backward
+            save({"x": x}, two=2.0)  # a context dict, positional, and names
+            return x * x
+
+        def backward(self, grad_out, *, input_grad=True):
+            s = self._saved(grad_out) if self.old else self.saved(grad_out)
+            return grad_out * s["two"] * s["x"] if input_grad else None
+
+    x = normal(0, (3, 4))
+    for old in (False, True):
+        _assert_gradcheck(Square(old), x)
+    for name in ("_save_for_backward", "_saved"):
+        assert "alias" in getattr(nn.Module, name).__doc__
+    layer = Square(False)
+    with nn.no_grad():
+        layer(x)
+    with pytest.raises(RuntimeError, match="no_grad"):
+        layer.backward(np.ones_like(x))

@@ -291,12 +291,22 @@ def test_backward_without_input_grad_gives_the_same_parameter_grads(name):
 
 
 def test_sequential_input_grad_false_with_a_first_layer_that_cannot_skip():
-    """A first child whose backward has no ``input_grad`` still runs (and returns dx)."""
-    seq = nn.Sequential(nn.ReLU(), nn.Linear(3, 2)).double()
+    """A first child whose backward has no ``input_grad`` (a layer written before the
+    keyword existed) still runs, and returns dx; a built-in one returns None."""
+
+    class OldReLU(nn.ReLU):
+        def backward(self, grad_out):
+            return grad_out * self.saved(grad_out)["positive"]
+
+    seq = nn.Sequential(OldReLU(), nn.Linear(3, 2)).double()
     x = mt.asarray(np.array([[1.0, -2.0, 3.0]]))
     seq(x)
     dx = seq.backward(mt.asarray(np.ones((1, 2))), input_grad=False)
     assert dx.shape == (1, 3) and dx[0, 1] == 0.0  # ReLU's gradient is 0 where x < 0
+    seq1 = nn.Sequential(nn.ReLU(), nn.Linear(3, 2)).double()
+    seq1(x)
+    assert seq1.backward(mt.asarray(np.ones((1, 2))), input_grad=False) is None
+    assert seq1[1].weight.grad is not None
     seq2 = nn.Sequential(nn.Linear(3, 2), nn.ReLU()).double()
     seq2(x)
     assert seq2.backward(mt.asarray(np.ones((1, 2))), input_grad=False) is None

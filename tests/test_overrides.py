@@ -52,7 +52,7 @@ def _conv(fn, dev, case) -> Outputs:
     y_eval, none = fn("conv2d_forward")(x, w, b, c.stride, c.padding, c.groups, save=False)
     assert none is None
     dy = dev(normal(seed + 3, y.shape, dtype))
-    dx, dw, db = fn("conv2d_backward")(dy, ctx, True)
+    dx, dw, db = fn("conv2d_backward")(dy, ctx, input_grad=True)
     _, ctx = fn("conv2d_forward")(x, w, b, c.stride, c.padding, c.groups)
     no_dx, dw2, db2 = fn("conv2d_backward")(dy, ctx, input_grad=False)
     assert no_dx is None and (db is None) == (db2 is None) == (not c.bias)

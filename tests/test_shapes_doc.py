@@ -5,6 +5,8 @@ parameter counts must be the models' own."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,17 @@ def test_arithmetic_agrees_with_a_real_forward_pass(default_models):
         ]
         ran = [r.output_shape[1:] for r in collect_layers(model, model.input_size)]
         assert walked == ran, name
+
+
+def test_models_do_not_import_shapes():
+    """shapes imports the models (to write docs/shapes.md); they must not import it back.
+    Their input checks walk the layers' own facts with minitorch_alexnet.shape_walk."""
+    code = (
+        "import sys, minitorch_alexnet.models; "
+        "print(sorted(m for m in sys.modules if m.startswith('minitorch_alexnet.shape')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["['minitorch_alexnet.shape_walk']"]
 
 
 def test_window_formula_text():

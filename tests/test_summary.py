@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import minitorch_alexnet as mt
-from minitorch_alexnet import cli_summary, nn
+from minitorch_alexnet import cli_summary, nn, shapes
 from minitorch_alexnet.models import build_model
+from minitorch_alexnet.nn.module import ShapeMismatch
 from minitorch_alexnet.summary import collect_layers, summary
 
 # fmt: off
@@ -384,3 +387,99 @@ def test_cli_bad_input_is_a_clean_error(capsys):
 def test_cli_rejects_malformed_input():
     with pytest.raises(SystemExit):
         _cli(["--input", "3,227"])
+
+
+# ------------------------------------------------------------------ a student's own layer
+# The example of docs/shapes.md ("A layer of your own"), word for word.
+class SumPool2d(nn.Module):
+    """The sum of each k x k block, (N, C, H, W) -> (N, C, H // k, W // k) (no backward)."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}"
+
+    def forward(self, x):
+        N, C, H, W = x.shape
+        k, Ho, Wo = self.k, H // self.k, W // self.k
+        return x[:, :, : Ho * k, : Wo * k].reshape(N, C, Ho, k, Wo, k).sum(axis=(3, 5))
+
+    def output_shape(self, input_shape):
+        if len(input_shape) != 4:
+            raise ShapeMismatch(self, input_shape, "ndim", "(N, C, H, W)")
+        N, C, H, W = input_shape
+        return N, C, H // self.k, W // self.k
+
+    def shape_rule(self, input_shape, output_shape):
+        return f"floor({input_shape[2]} / {self.k}) = {output_shape[2]}"
+
+    def flops(self, input_shape):
+        _, C, Ho, Wo = self.output_shape(input_shape)
+        return (self.k * self.k - 1) * C * Ho * Wo  # k*k - 1 additions per output
+
+
+def _student_net() -> nn.Sequential:
+    # 3x8x8 -> conv 4x8x8 -> SumPool2d(4) 4x2x2 -> flatten 16 -> 5
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), SumPool2d(4), nn.Flatten(), nn.Linear(16, 5)
+    )
+
+
+def test_the_docs_example_layer_is_this_one():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "shapes.md").read_text("utf-8")
+    assert inspect.getsource(SumPool2d) in text
+
+
+def test_a_students_layer_gets_shape_checks():
+    net = _student_net()
+    steps = shapes.trace_shapes(net, (1, 3, 8, 8))
+    assert [(s.name, s.output_shape) for s in steps][2:4] == [("2", (1, 4, 2, 2)), ("3", (1, 16))]
+    assert shapes.arithmetic(steps[2].layer, steps[2].input_shape, steps[2].output_shape) == (
+        "floor(8 / 4) = 2"
+    )
+    # too small: the walk names the student's layer, shows its arithmetic, says what works
+    with pytest.raises(shapes.InputShapeError) as info:
+        shapes.check_input(net, (1, 3, 3, 3))
+    assert str(info.value) == (
+        "Sequential: input 3x3x3 is too small: 2 (SumPool2d(k=4)) would produce an empty "
+        "4x0x0 output from 4x3x3 (floor(3 / 4) = 0). The smallest input that works is "
+        "3x8x8 (square inputs from 8x8 to 11x11 work)."
+    )
+    assert shapes.smallest_input_size(net) == 8
+    # its output reaches the Linear layer: a size that pools to 3x3 gives 36 features, not 16
+    with pytest.raises(ValueError, match=r"4 \(Linear\(16, 5\)\) expects 16 .* with 4x3x3 = 36"):
+        shapes.check_input(net, (1, 3, 12, 12))
+    # its own refusal, as a layer and inside a walk
+    with pytest.raises(ValueError, match=r"SumPool2d\(k=2\) cannot take shape \(2, 8\): it needs"):
+        shapes.layer_output_shape(SumPool2d(2), (2, 8))
+    with pytest.raises(shapes.InputShapeError, match=r"pool \(SumPool2d\(k=2\)\) needs a"):
+        shapes.check_input([("pool", SumPool2d(2))], (2, 8))
+
+
+def test_a_students_layer_gets_a_summary_row_and_flops():
+    net = _student_net()
+    rows = {r.key: r for r in collect_layers(net, (3, 8, 8))}
+    assert rows["SumPool2d-3"].output_shape == (2, 4, 2, 2)
+    assert rows["SumPool2d-3"].flops == 15 * 4 * 2 * 2
+    assert rows["SumPool2d-3"].name == "2"
+    text = run_summary(net, (3, 8, 8), flops=True)
+    assert "         SumPool2d-3              [-1, 4, 2, 2]               0             240" in text
+    conv, relu, linear = 2 * 3 * 9 * 4 * 8 * 8, 4 * 8 * 8, 2 * 16 * 5
+    assert f"Forward FLOPs per sample: {conv + relu + 240 + linear:,}" in text
+    assert "without a FLOP rule" not in text
+
+
+def test_a_layer_without_the_facts_still_gets_a_row():
+    class Double(nn.Module):
+        def forward(self, x):
+            return 2 * x
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), Double())
+    rows = collect_layers(net, (3, 5, 5))
+    assert [r.key for r in rows] == ["Conv2d-1", "Double-2"] and rows[1].flops is None
+    text = run_summary(net, (3, 5, 5), flops=True)
+    assert "(1 layer(s) without a FLOP rule, shown as ?, not counted)" in text
+    with pytest.raises(TypeError, match=r"1 \(Double\) has no shape rule.*output_shape"):
+        shapes.trace_shapes(net, (1, 3, 5, 5))

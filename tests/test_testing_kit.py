@@ -291,3 +291,43 @@ def test_handout_is_the_solution_without_the_method_bodies():
     assert "NotImplementedError" in handout.read_text() and "NotImplementedError" not in (
         solution.read_text()
     )
+
+
+# ---------------------------------------------------------------- build_layer
+def test_build_layer_takes_a_layer_a_class_or_a_factory():
+    relu = nn.ReLU()
+    assert kit.build_layer(relu) is relu
+    copied = kit.build_layer(relu, copy=True)
+    assert isinstance(copied, nn.ReLU) and copied is not relu
+    assert isinstance(kit.build_layer(nn.ReLU), nn.ReLU)
+    state = mt.backend.get_rng_state()
+    a, b = kit.build_layer(lambda: nn.Linear(3, 2)), kit.build_layer(lambda: nn.Linear(3, 2))
+    assert mt.backend.get_rng_state() == state  # building leaves the generator alone
+    np.testing.assert_array_equal(a.weight.data, b.weight.data)  # so a factory repeats itself
+
+
+def test_build_layer_says_what_is_wrong():
+    with pytest.raises(kit.LayerBuildError, match="42 .a int. is not a layer, class or function"):
+        kit.build_layer(42)
+    with pytest.raises(TypeError, match=r"cannot build Linear with no arguments: Linear\(\) rais"):
+        kit.build_layer(nn.Linear)
+    with pytest.raises(kit.LayerBuildError, match=r"make\(\) gave a str, which has no forward"):
+        kit.build_layer(lambda: "relu", name="make")
+
+    class BrokenInit(nn.ReLU):
+        def __init__(self):
+            raise NotImplementedError("TODO: write __init__")
+
+    with pytest.raises(AssertionError, match="assert_gradcheck: cannot build .*BrokenInit"):
+        kit.assert_gradcheck(BrokenInit, kit.normal(0, (2, 3)))  # the student's fault
+    with pytest.raises(TypeError, match=r"assert_matches_reference \(reference\): 42"):
+        kit.assert_matches_reference(nn.ReLU(), 42, kit.normal(0, (2, 3)))  # the test's
+
+
+def test_assertions_leave_the_layers_they_are_given_untouched():
+    layer = nn.Linear(3, 2)
+    before = layer.weight.data.copy()
+    kit.assert_gradcheck(layer, kit.normal(0, (4, 3)))
+    kit.assert_matches_reference(layer, nn.Linear(3, 2), kit.normal(0, (4, 3)))
+    assert layer.weight.grad is None and layer.weight.data.dtype == np.float32
+    np.testing.assert_array_equal(layer.weight.data, before)

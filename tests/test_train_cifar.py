@@ -1,14 +1,29 @@
-"""examples/train_cifar.py end to end, on small synthetic or miniature CIFAR-format data."""
+"""Training: examples/train_cifar.py end to end and the minitorch_alexnet.train API it calls,
+on small synthetic or miniature CIFAR-format data."""
 
 import importlib.util
 import json
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import minitorch_alexnet as mt
+from minitorch_alexnet import data, models, nn
 from minitorch_alexnet.checkpoint import read_checkpoint
+from minitorch_alexnet.train import (
+    Diverged,
+    TrainConfig,
+    TrainingError,
+    evaluate,
+    loop,
+    run,
+    train,
+    trainer,
+)
 
 SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "train_cifar.py"
 
@@ -133,9 +148,11 @@ def _sabotaged(model, at, what):
 def test_nan_loss_or_ctrl_c_keeps_the_last_good_checkpoint(
     T, tmp_path, capsys, monkeypatch, what, code
 ):
-    real_build = T.build_model
+    real_build = trainer.build_model  # the one the package's run builds its model with
     # 256 images in batches of 64: 4 steps per epoch; sabotage the 2nd step of epoch 2
-    monkeypatch.setattr(T, "build_model", lambda *a, **k: _sabotaged(real_build(*a, **k), 6, what))
+    monkeypatch.setattr(
+        trainer, "build_model", lambda *a, **k: _sabotaged(real_build(*a, **k), 6, what)
+    )
     out = tmp_path / "run"
     assert T.main(_flags(out, "--epochs", "3")) == code
     err = capsys.readouterr().err
@@ -150,7 +167,7 @@ def test_nan_loss_or_ctrl_c_keeps_the_last_good_checkpoint(
     else:
         assert "last completed epoch (1)" in err and "--resume" in err
     # the run continues from the kept checkpoint
-    monkeypatch.setattr(T, "build_model", real_build)
+    monkeypatch.setattr(trainer, "build_model", real_build)
     assert T.main(_flags(out, "--epochs", "3", "--resume")) == 0
     assert [h["epoch"] for h in _metrics(out)] == [1, 2, 3]
 
@@ -204,20 +221,33 @@ def test_runs_on_cifar_format_data(T, tmp_path, capsys):
 
 
 def test_build_model_names(T):
-    from minitorch_alexnet import models
-
-    assert isinstance(T.build_model("alexnet_cifar"), models.AlexNetCIFAR)
-    assert T.input_side(T.build_model("tiny")) == 32
+    assert isinstance(models.build_model("alexnet_cifar"), models.AlexNetCIFAR)
+    tiny = models.build_model("tiny")
+    assert loop.input_side(tiny) == 32
+    assert sum(p.size for p in tiny.parameters()) == 34_058
+    assert loop.input_side(models.build_model("alexnet")) == 227
     x = np.arange(2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4)
-    up = T.resize_nearest(x, 8)
+    up = loop.resize_nearest(x, 8)
+    assert up.shape == (2, 3, 8, 8)
     np.testing.assert_array_equal(up[:, :, ::2, ::2], x)
     np.testing.assert_array_equal(up[:, :, 1::2, 1::2], x)
 
 
-def test_unusable_out_folder_is_a_clear_error_in_a_real_process(tmp_path):
-    import subprocess
-    import sys
+def test_one_registry_of_model_names(T):
+    """The script offers exactly the package's models and keeps no builder of its own."""
+    assert set(models.MODELS) == {"alexnet", "alexnet_cifar", "alexnet2012", "tiny"}
+    for name in models.MODELS:
+        assert T.parse_args(["--model", name]).model == name
+    with pytest.raises(SystemExit):
+        T.parse_args(["--model", "resnet"])
+    assert not hasattr(T, "build_model") and not hasattr(T, "MODELS")
+    # the loop, evaluation and bookkeeping live in the package only
+    for name in ("train", "train_one_epoch", "evaluate", "resume_from", "plot_curves"):
+        assert not hasattr(T, name), name
+    assert T.tiny_cnn is models.tiny_cnn  # examples/confusion_matrix.py imports it from here
 
+
+def test_unusable_out_folder_is_a_clear_error_in_a_real_process(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     argv = _flags(blocker / "run", "--epochs", "1")
@@ -227,3 +257,97 @@ def test_unusable_out_folder_is_a_clear_error_in_a_real_process(tmp_path):
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
     assert "error:" in res.stderr and "--out" in res.stderr
+
+
+# ---------------------------------------------------------------- the package API
+def _config(out, **kw):
+    settings = dict(model="tiny", dataset="synthetic", backend="numba", subset=256)
+    settings.update(test_subset=128, batch_size=64, out=out, progress=False)
+    return TrainConfig(**{**settings, **kw})
+
+
+def test_flags_become_the_config_one_for_one(T):
+    config = T.config_from_args(T.parse_args(["--no-download", "--no-progress", "--lr", "0.3"]))
+    assert config == TrainConfig(download=False, progress=False, lr=0.3)
+    defaults = T.config_from_args(T.parse_args([]))
+    assert defaults == TrainConfig()
+    assert defaults.download and defaults.progress and defaults.augment
+
+
+def test_train_returns_the_history_it_writes(tmp_path, capsys):
+    history = train(_config(tmp_path / "run", epochs=2))
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history == _metrics(tmp_path / "run")
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.npz")[1]["epoch"] == 2
+    # resuming a finished run trains nothing and returns the saved history
+    assert train(_config(tmp_path / "run", epochs=2, resume=True)) == history
+    assert "resuming from" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(epochs=0),
+        dict(batch_size=-1),
+        dict(subset=0),
+        dict(test_subset=0),
+        dict(stop_after=0),
+        dict(model="resnet"),
+        dict(dataset="imagenet"),
+    ],
+)
+def test_config_refuses_bad_settings(bad):
+    with pytest.raises(ValueError):
+        TrainConfig(**bad)
+
+
+def test_train_raises_what_run_turns_into_exit_codes(tmp_path, capsys, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = TrainConfig(dataset="cifar10", data_dir=empty, download=False, out=tmp_path / "o")
+    with pytest.raises(TrainingError, match="--dataset synthetic"):
+        train(config)
+    assert run(config) == 2
+    assert "error: --dataset cifar10" in capsys.readouterr().err
+
+    real_build = trainer.build_model
+    monkeypatch.setattr(
+        trainer, "build_model", lambda *a, **k: _sabotaged(real_build(*a, **k), 2, "nan")
+    )
+    with pytest.raises(Diverged, match="nan"):
+        train(_config(tmp_path / "run", epochs=2))
+    assert "No checkpoint was written" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_evaluate_is_the_mean_over_all_examples(tmp_path):
+    """Batches of unequal size (50, 50, 28) weigh by their examples, in evaluation mode."""
+    mt.manual_seed(0)
+    model = models.build_model("tiny")
+    model.train()
+    test = data.make_synthetic(16, 128, seed=1).test
+    loader = data.DataLoader(test, batch_size=50)
+    loss, acc = evaluate(model, loader)
+    assert not model.training
+
+    with nn.no_grad():
+        logits = np.concatenate([mt.to_numpy(model(x)) for x, _ in loader]).astype(np.float64)
+    labels = np.asarray(test.labels)
+    top = logits.max(axis=1, keepdims=True)
+    log_z = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+    expected_loss = float(np.mean(log_z - logits[np.arange(len(labels)), labels]))
+    expected_acc = float(np.mean(logits.argmax(axis=1) == labels))
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    assert acc == expected_acc
+    smoothed, _ = evaluate(model, loader, nn.CrossEntropyLoss(label_smoothing=0.5))
+    assert smoothed != pytest.approx(loss)  # the criterion given is the one used
+
+
+def test_the_package_imports_no_example_and_no_plotting_library():
+    code = (
+        "import sys; import minitorch_alexnet.train; "
+        "assert 'matplotlib' not in sys.modules, 'matplotlib'; "
+        "assert not any(m == 'train_cifar' or m.startswith('examples') for m in sys.modules)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr

@@ -56,7 +56,7 @@ class BatchNorm2d(Module):
             running_var  <- (1 - momentum) * running_var + momentum * var * m / (m - 1)
             num_batches_tracked <- num_batches_tracked + 1
         Evaluation mode: the same y with mu, var replaced by running_mean, running_var,
-        and no update. Save what backward needs with self._save_for_backward(...).
+        and no update. Save what backward needs with self.save_for_backward(...).
         """
         raise NotImplementedError("TODO: write BatchNorm2d.forward")
 

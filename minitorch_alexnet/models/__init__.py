@@ -3,7 +3,8 @@
 * :class:`AlexNet` -- a blog post's PyTorch AlexNet (BatchNorm, dropout in the
   conv blocks), input 3x227x227, with the post's three bugs fixed;
 * :class:`AlexNetCIFAR` -- the same block style for 3x32x32 CIFAR images;
-* :class:`AlexNet2012` -- the 2012 paper's network (LRN, grouped convolutions).
+* :class:`AlexNet2012` -- the 2012 paper's network (LRN, grouped convolutions);
+* :func:`tiny_cnn` -- not an AlexNet: a small CNN for quick smoke runs of training.
 
 ``build_model("alexnet_cifar")`` builds one by name. The equivalent PyTorch
 networks, for tests and benchmarks, are in :mod:`.torch_reference` (which
@@ -12,23 +13,26 @@ imports torch only when called).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..nn import Module
 from .alexnet import PAPER_LRN, AlexNet, AlexNet2012, AlexNetCIFAR
+from .tiny import tiny_cnn
 
 #: Model names accepted by :func:`build_model` and the command line.
-MODELS: dict[str, type[Module]] = {
+MODELS: dict[str, Callable[..., Module]] = {
     "alexnet": AlexNet,
     "alexnet_cifar": AlexNetCIFAR,
     "alexnet2012": AlexNet2012,
+    "tiny": tiny_cnn,
 }
 
 
 def build_model(name: str, num_classes: int | None = None, **kwargs: Any) -> Module:
-    """Build a model by name (``"alexnet"``, ``"alexnet_cifar"`` or ``"alexnet2012"``).
+    """Build a model by name (``"alexnet"``, ``"alexnet_cifar"``, ``"alexnet2012"``, ``"tiny"``).
 
-    ``num_classes`` defaults to the model's own default (1000, 10, 1000); other
+    ``num_classes`` defaults to the model's own default (1000, 10, 1000, 10); other
     keyword arguments go to the constructor (``channels=``, ``hidden=``, ...).
     """
     key = name.lower().replace("-", "_")
@@ -39,4 +43,12 @@ def build_model(name: str, num_classes: int | None = None, **kwargs: Any) -> Mod
     return MODELS[key](**kwargs)
 
 
-__all__ = ["MODELS", "PAPER_LRN", "AlexNet", "AlexNet2012", "AlexNetCIFAR", "build_model"]
+__all__ = [
+    "MODELS",
+    "PAPER_LRN",
+    "AlexNet",
+    "AlexNet2012",
+    "AlexNetCIFAR",
+    "build_model",
+    "tiny_cnn",
+]

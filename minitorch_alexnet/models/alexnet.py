@@ -6,11 +6,11 @@ conv blocks, flattens (N, C, H, W) to (N, C*H*W) with a reshape, and runs the
 fc blocks; the backward pass runs the same blocks in reverse, reshaping the
 gradient back to (N, C, H, W) in between (the chain rule through the reshape).
 
-Before the forward pass, the input shape is walked through every layer with
-``floor((W - K + 2P) / S) + 1`` (:mod:`minitorch_alexnet.shapes`), so an input
-that is too small fails at once with the name of the first layer whose output
-would be empty and the smallest input that works, and a wrong channel count
-names the expected one.
+Before the forward pass, the input shape is walked through every layer, each
+stating its own output shape (``floor((W - K + 2P) / S) + 1`` for the windows;
+:mod:`minitorch_alexnet.shape_walk`), so an input that is too small fails at once
+with the name of the first layer whose output would be empty and the smallest
+input that works, and a wrong channel count names the expected one.
 
 See ``docs/alexnet.md`` for the three side by side with torchvision's AlexNet.
 """
@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .. import nn, shapes
+from .. import nn
+from ..shape_walk import check_input, trace_shapes
 
 __all__ = ["AlexNet", "AlexNet2012", "AlexNetCIFAR"]
 
@@ -50,7 +51,7 @@ class _BlockNet(nn.Module):
     def _flat_features(self, in_channels: int, size: int) -> int:
         """C*H*W after conv5 for a (in_channels, size, size) input, by the shape formula."""
         plan = [(n, m) for n, m in self.layer_plan() if n.startswith("conv")]
-        last = shapes.trace_shapes(plan, (1, in_channels, size, size), name=type(self).__name__)[-1]
+        last = trace_shapes(plan, (1, in_channels, size, size), name=type(self).__name__)[-1]
         return int(last.output_shape[1] * last.output_shape[2] * last.output_shape[3])
 
     def layer_plan(self) -> list[tuple[str, nn.Module]]:
@@ -69,9 +70,9 @@ class _BlockNet(nn.Module):
         return plan
 
     def check_input(self, input_shape: Sequence[int]) -> None:
-        """Raise :class:`~minitorch_alexnet.shapes.InputShapeError` (a ValueError) unless an
-        input of ``input_shape`` (N, C, H, W) runs through every layer."""
-        shapes.check_input(self, input_shape)
+        """Raise :class:`~minitorch_alexnet.shape_walk.InputShapeError` (a ValueError) unless
+        an input of ``input_shape`` (N, C, H, W) runs through every layer."""
+        check_input(self, input_shape)
 
     def blocks(self) -> Iterator[tuple[str, nn.Sequential]]:
         """(name, block) for conv1..conv5 and fc1..fc3, in order."""
@@ -88,20 +89,20 @@ class _BlockNet(nn.Module):
         self.check_input(tuple(x.shape))
         for name in self._conv_blocks:
             x = getattr(self, name)(x)
-        self._save_for_backward(conv_shape=x.shape)
+        self.save_for_backward(conv_shape=x.shape)
         x = x.reshape(x.shape[0], -1)  # flatten: (N, C, H, W) -> (N, C*H*W)
         for name in self._fc_blocks:
             x = getattr(self, name)(x)
         return x
 
-    def backward(self, grad_out: Any, input_grad: bool = True) -> Any:
+    def backward(self, grad_out: Any, *, input_grad: bool = True) -> Any:
         """dL/dlogits (N, num_classes) -> dL/dx (N, C, H, W); fills every parameter's .grad.
 
         Training needs only the parameters' gradients: ``input_grad=False`` skips
         dL/dx of the images (conv1's dX_col product and col2im) and returns None,
         as PyTorch does for inputs that do not require grad.
         """
-        conv_shape = self._saved()["conv_shape"]
+        conv_shape = self.saved()["conv_shape"]
         g = grad_out
         for name in reversed(self._fc_blocks):
             g = getattr(self, name).backward(g)

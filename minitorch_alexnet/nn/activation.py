@@ -8,6 +8,7 @@ All backward needs of x is the sign: the mask [x > 0], one byte per element.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..backend import array_module
@@ -37,12 +38,21 @@ class ReLU(Module):
         super().__init__()
         self.inplace = inplace  # accepted for PyTorch compatibility; we always return a new array
 
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The input's shape: ReLU is elementwise."""
+        return tuple(input_shape)
+
+    def flops(self, input_shape: tuple[int, ...]) -> int:
+        """Per sample, 1 per element (one comparison)."""
+        return math.prod(input_shape[1:])
+
     def forward(self, x: Any) -> Any:
         check_array(self, x)
         y, positive = relu_forward(x, is_grad_enabled())
-        self._save_for_backward(positive=positive)
+        self.save_for_backward(positive=positive)
         return y
 
-    def backward(self, grad_out: Any) -> Any:
-        positive = self._saved(grad_out)["positive"]
-        return relu_backward(grad_out, positive)
+    def backward(self, grad_out: Any, *, input_grad: bool = True) -> Any:
+        """dL/dy -> dL/dx, x's shape (None with ``input_grad=False``: no parameters)."""
+        positive = self.saved(grad_out)["positive"]
+        return relu_backward(grad_out, positive) if input_grad else None

@@ -21,13 +21,14 @@ Backward (evaluation): mu and var are constants, so dx = dy * gamma / sqrt(runni
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..backend import array_module
 from ..backend.dispatch import overridable
 from . import init
 from ._checks import check_array, check_params_match, check_shape
-from .module import Module, Parameter, is_grad_enabled
+from .module import Module, Parameter, ShapeMismatch, is_grad_enabled
 
 
 @overridable
@@ -133,6 +134,23 @@ class _BatchNorm(Module):
             f"affine={self.affine}, track_running_stats={self.track_running_stats}"
         )
 
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The input's shape (N, C, ...); ShapeMismatch unless its layout and C fit."""
+        if len(input_shape) not in self._ndims:
+            raise ShapeMismatch(self, input_shape, "ndim", self._layout)
+        if input_shape[1] != self.num_features:
+            raise ShapeMismatch(self, input_shape, "channels", self.num_features)
+        return tuple(input_shape)
+
+    def flops(self, input_shape: tuple[int, ...]) -> int:
+        """Per sample, 2 per element: inference's ``y = a * x + b``, the statistics
+        folded into a per-channel scale ``a`` and shift ``b``."""
+        return 2 * math.prod(input_shape[1:])
+
+    def describe(self) -> str:
+        """``BatchNorm2d(96)``."""
+        return f"{type(self).__name__}({self.num_features})"
+
     def forward(self, x: Any) -> Any:
         """x (N, C, ...) -> y of the same shape."""
         check_array(self, x)
@@ -158,16 +176,24 @@ class _BatchNorm(Module):
         y, ctx = batchnorm_forward(
             x, gamma, beta, *running, use_batch, momentum, self.eps, is_grad_enabled()
         )
-        self._save_for_backward(ctx)
+        self.save_for_backward(ctx)
         return y
 
-    def backward(self, grad_out: Any) -> Any:
-        """dL/dy (N, C, ...) -> dL/dx; adds dL/dgamma and dL/dbeta to .grad."""
-        dx, dgamma, dbeta = batchnorm_backward(grad_out, self._saved(grad_out))
+    def backward(self, grad_out: Any, *, input_grad: bool = True) -> Any:
+        """dL/dy (N, C, ...) -> dL/dx; adds dL/dgamma and dL/dbeta to .grad.
+
+        ``input_grad=False`` returns None; ``batchnorm_backward`` still computes dx
+        alongside the parameters' gradients (it shares their sums), unless there
+        are no parameters, when nothing is computed at all.
+        """
+        ctx = self.saved(grad_out)
+        if not (input_grad or self.affine):
+            return None
+        dx, dgamma, dbeta = batchnorm_backward(grad_out, ctx)
         if self.affine:
             self.weight.accumulate_grad(dgamma)  # dgamma = sum dy * xhat
             self.bias.accumulate_grad(dbeta)  # dbeta = sum dy
-        return dx
+        return dx if input_grad else None
 
 
 class BatchNorm1d(_BatchNorm):

@@ -46,23 +46,33 @@ class Sequential(Module):
     def __iter__(self) -> Iterator[Module]:
         return iter(self._modules.values())
 
+    def layer_plan(self) -> list[tuple[str, Module]]:
+        """The layers in execution order, as (dotted name, module) for shape walks: the
+        children, with a child that has a plan of its own (a nested Sequential) expanded."""
+        plan: list[tuple[str, Module]] = []
+        for name, m in self._modules.items():
+            inner = m.layer_plan() if hasattr(m, "layer_plan") else [("", m)]
+            plan += [(f"{name}.{n}" if n else name, layer) for n, layer in inner]
+        return plan
+
     def forward(self, x: Any) -> Any:
         for m in self._modules.values():
             x = m(x)
         return x
 
-    def backward(self, grad_out: Any, input_grad: bool = True) -> Any:
+    def backward(self, grad_out: Any, *, input_grad: bool = True) -> Any:
         """dL/d(output) -> dL/d(input), through every child in reverse order.
 
-        With ``input_grad=False`` the first child is asked to skip its input gradient
-        (if its ``backward`` takes ``input_grad``, as Conv2d's and Linear's do), and the
-        result may be None.
+        ``input_grad`` goes to the first child only (every later one must pass its
+        input gradient on): with False it returns None, or skips its dx. A first child
+        whose own ``backward`` takes no ``input_grad`` (a layer written before it
+        existed) is called without it, and its dx is returned.
         """
         children = list(self._modules.values())
         for m in reversed(children[1:]):
             grad_out = m.backward(grad_out)
         if not children:
-            return grad_out
+            return grad_out if input_grad else None
         first = children[0]
         if not input_grad and "input_grad" in inspect.signature(first.backward).parameters:
             return first.backward(grad_out, input_grad=False)

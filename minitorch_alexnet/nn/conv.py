@@ -38,8 +38,8 @@ from ._checks import (
     check_window_fits,
     pair,
 )
-from .im2col import Pair, col2im, conv_out_size, im2col
-from .module import Module, Parameter, is_grad_enabled
+from .im2col import Pair, col2im, conv_out_size, im2col, window_rule
+from .module import Module, Parameter, ShapeMismatch, is_grad_enabled
 
 
 @overridable
@@ -161,15 +161,34 @@ class Conv2d(Module):
         return s
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-        """(N, O, Ho, Wo) for an input of shape (N, C, H, W)."""
+        """(N, O, Ho, Wo) for an input of shape (N, C, H, W), Ho = floor((H + 2P - K) / S) + 1
+        (below 1 when the kernel does not fit); ShapeMismatch unless 4-D with C channels."""
+        if len(input_shape) != 4:
+            raise ShapeMismatch(self, input_shape, "ndim", "(N, C, H, W)")
+        if input_shape[1] != self.in_channels:
+            raise ShapeMismatch(self, input_shape, "channels", self.in_channels)
         N, _, H, W = input_shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return (
-            N,
-            self.out_channels,
-            conv_out_size(H, kh, sh, ph),
-            conv_out_size(W, kw, sw, pw),
-        )
+        return N, self.out_channels, conv_out_size(H, kh, sh, ph), conv_out_size(W, kw, sw, pw)
+
+    def flops(self, input_shape: tuple[int, ...]) -> int:
+        """Per sample, 2 * (C/G) * KH * KW for each of the O * Ho * Wo outputs: a multiply-add
+        (2 FLOPs) per weight a window uses. Bias additions are not counted (under 0.1%)."""
+        _, O, Ho, Wo = self.output_shape(input_shape)
+        kh, kw = self.kernel_size
+        return 2 * (self.in_channels // self.groups) * kh * kw * O * Ho * Wo
+
+    def describe(self) -> str:
+        """``Conv2d(3, 96, kernel 11, stride 4, padding 0)``; a non-square pair reads ``3x2``."""
+        pairs = (self.kernel_size, self.stride, self.padding)
+        k, s, p = (str(a) if a == b else f"{a}x{b}" for a, b in pairs)
+        g = f", groups {self.groups}" if self.groups != 1 else ""
+        c = f"{self.in_channels}, {self.out_channels}"
+        return f"Conv2d({c}, kernel {k}, stride {s}, padding {p}{g})"
+
+    def shape_rule(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> str:
+        """Ho and Wo worked out, e.g. ``floor((227 - 11 + 2*0) / 4) + 1 = 54 + 1 = 55``."""
+        return window_rule(input_shape[2:], self.kernel_size, self.stride, self.padding)
 
     def forward(self, x: Any) -> Any:
         """x (N, C, H, W) -> y (N, O, Ho, Wo)."""
@@ -181,16 +200,16 @@ class Conv2d(Module):
         y, ctx = conv2d_forward(
             x, self.weight.data, bias, self.stride, self.padding, self.groups, is_grad_enabled()
         )
-        self._save_for_backward(ctx)
+        self.save_for_backward(ctx)
         return y
 
-    def backward(self, grad_out: Any, input_grad: bool = True) -> Any:
+    def backward(self, grad_out: Any, *, input_grad: bool = True) -> Any:
         """dL/dy (N, O, Ho, Wo) -> dL/dx (N, C, H, W); adds dL/dW and dL/db to .grad.
 
         ``input_grad=False`` skips dL/dx (returns None): a first layer's input is the
         images, whose gradient nobody needs, and dX_col + col2im are a third of the work.
         """
-        dx, dw, db = conv2d_backward(grad_out, self._saved(grad_out), input_grad)
+        dx, dw, db = conv2d_backward(grad_out, self.saved(grad_out), input_grad=input_grad)
         self.weight.accumulate_grad(dw)
         if self.bias is not None:
             self.bias.accumulate_grad(db)

@@ -38,16 +38,31 @@ class Dropout(Module):
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The input's shape: dropout is elementwise."""
+        return tuple(input_shape)
+
+    def flops(self, input_shape: tuple[int, ...]) -> int:
+        """0: the identity at inference."""
+        return 0
+
+    def describe(self) -> str:
+        """``Dropout(p=0.5)``."""
+        return f"Dropout(p={self.p:g})"
+
     def forward(self, x: Any) -> Any:
         check_array(self, x)
         if not self.training or self.p == 0.0:
-            self._save_for_backward(mask=None)
+            self.save_for_backward(mask=None)
             return x
         keep = _backend.uniform(x.shape, x.dtype) >= self.p  # m ~ Bernoulli(1 - p)
         mask = keep * x.dtype.type(1.0 / (1.0 - self.p))  # m / (1 - p), in x's dtype
-        self._save_for_backward(mask=mask)
+        self.save_for_backward(mask=mask)
         return x * mask
 
-    def backward(self, grad_out: Any) -> Any:
-        mask = self._saved(grad_out)["mask"]
+    def backward(self, grad_out: Any, *, input_grad: bool = True) -> Any:
+        """dL/dy -> dL/dx, x's shape (None with ``input_grad=False``: no parameters)."""
+        mask = self.saved(grad_out)["mask"]
+        if not input_grad:
+            return None
         return grad_out if mask is None else grad_out * mask

@@ -21,6 +21,7 @@ it (a pixel inside several windows receives several).
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 from ..backend import array_module
@@ -32,6 +33,19 @@ Pair = tuple[int, int]
 def conv_out_size(size: int, kernel: int, stride: int, padding: int) -> int:
     """Output length of a convolution or pooling window: floor((H + 2P - K) / S) + 1."""
     return (size + 2 * padding - kernel) // stride + 1
+
+
+def window_rule(hw: Pair, kernel_size: Pair, stride: Pair, padding: Pair) -> str:
+    """:func:`conv_out_size` for (H, W), worked out as text for docs and error messages:
+    ``floor((227 - 11 + 2*0) / 4) + 1 = 54 + 1 = 55``; "H: ...; W: ..." when they differ."""
+
+    def side(w: int, k: int, s: int, p: int) -> str:
+        q, inner = Fraction(w - k + 2 * p, s), f"floor(({w} - {k} + 2*{p}) / {s}) + 1"
+        exact = q.numerator if q.denominator == 1 else f"floor({float(q):g})"
+        return f"{inner} = {exact} + 1 = {conv_out_size(w, k, s, p)}"
+
+    h, w = (tuple(v) for v in zip(hw, kernel_size, stride, padding))
+    return side(*h) if h == w else f"H: {side(*h)}; W: {side(*w)}"
 
 
 @overridable

@@ -12,12 +12,13 @@ Flatten reshapes (N, C, H, W) -> (N, C*H*W); its backward reshapes back.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..backend.dispatch import overridable
 from . import init
 from ._checks import check_array, check_params_match, check_shape
-from .module import Module, Parameter, is_grad_enabled
+from .module import Module, Parameter, ShapeMismatch, is_grad_enabled
 
 
 @overridable
@@ -65,6 +66,26 @@ class Linear(Module):
             f"bias={self.bias is not None}"
         )
 
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, int]:
+        """(N, out_features) for (N, in_features); ShapeMismatch for any other input."""
+        if len(input_shape) != 2:
+            raise ShapeMismatch(self, input_shape, "ndim", "(N, in_features)")
+        if input_shape[1] != self.in_features:
+            raise ShapeMismatch(self, input_shape, "features", self.in_features)
+        return input_shape[0], self.out_features
+
+    def flops(self, input_shape: tuple[int, ...]) -> int:
+        """Per sample, 2 * in_features * out_features: a multiply-add per weight (no bias)."""
+        return 2 * self.in_features * self.out_features
+
+    def describe(self) -> str:
+        """``Linear(9216, 4096)``."""
+        return f"Linear({self.in_features}, {self.out_features})"
+
+    def shape_rule(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> str:
+        """``9216 -> 4096 features``."""
+        return f"{self.in_features} -> {self.out_features} features"
+
     def forward(self, x: Any) -> Any:
         """x (N, in) -> y (N, out)."""
         check_array(self, x)
@@ -72,13 +93,13 @@ class Linear(Module):
         check_params_match(self, x)
         bias = None if self.bias is None else self.bias.data
         y, ctx = linear_forward(x, self.weight.data, bias, is_grad_enabled())
-        self._save_for_backward(ctx)
+        self.save_for_backward(ctx)
         return y
 
-    def backward(self, grad_out: Any, input_grad: bool = True) -> Any:
+    def backward(self, grad_out: Any, *, input_grad: bool = True) -> Any:
         """dL/dy (N, out) -> dL/dx (N, in); adds dL/dW and dL/db to .grad.
         ``input_grad=False`` skips dL/dx and returns None (a first layer's input)."""
-        dx, dw, db = linear_backward(grad_out, self._saved(grad_out), input_grad)
+        dx, dw, db = linear_backward(grad_out, self.saved(grad_out), input_grad=input_grad)
         self.weight.accumulate_grad(dw)
         if self.bias is not None:
             self.bias.accumulate_grad(db)
@@ -95,11 +116,30 @@ class Flatten(Module):
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}"
 
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(N, d1, d2, ...) -> (N, d1*d2*...): the dimensions from ``start_dim`` on, joined."""
+        d = self.start_dim
+        return (*input_shape[:d], math.prod(input_shape[d:]))
+
+    def flops(self, input_shape: tuple[int, ...]) -> int:
+        """0: a reshape computes nothing."""
+        return 0
+
+    def describe(self) -> str:
+        """``Flatten``."""
+        return "Flatten"
+
+    def shape_rule(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> str:
+        """The product, e.g. ``256*6*6 = 9216``."""
+        joined = "*".join(str(d) for d in input_shape[self.start_dim :])
+        return f"{joined} = {output_shape[-1]}"
+
     def forward(self, x: Any) -> Any:
         check_array(self, x)
-        self._save_for_backward(shape=x.shape)
+        self.save_for_backward(shape=x.shape)
         return x.reshape(*x.shape[: self.start_dim], -1)
 
-    def backward(self, grad_out: Any) -> Any:
-        shape = self._saved(grad_out)["shape"]
-        return grad_out.reshape(shape)
+    def backward(self, grad_out: Any, *, input_grad: bool = True) -> Any:
+        """dL/dy -> dL/dx, reshaped back (None with ``input_grad=False``)."""
+        shape = self.saved(grad_out)["shape"]
+        return grad_out.reshape(shape) if input_grad else None

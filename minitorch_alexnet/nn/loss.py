@@ -80,12 +80,15 @@ class CrossEntropyLoss(Module):
         nll = -log_p[rows, targets]  # -log p[n, t_n]
         if eps:
             nll = (1.0 - eps) * nll - eps * log_p.mean(axis=1)  # blend with the uniform target
-        self._save_for_backward(log_p=log_p, targets=targets)
+        self.save_for_backward(log_p=log_p, targets=targets)
         return nll.mean()
 
-    def backward(self, grad_out: Any = 1.0) -> Any:
-        """-> dloss/dlogits (N, K) = grad_out * (softmax - onehot) / N."""
-        c = self._saved()
+    def backward(self, grad_out: Any = 1.0, *, input_grad: bool = True) -> Any:
+        """-> dloss/dlogits (N, K) = grad_out * (softmax - onehot) / N (None with
+        ``input_grad=False``: the loss has no parameters)."""
+        c = self.saved()
+        if not input_grad:
+            return None
         log_p, t = c["log_p"], c["targets"]
         N, K = log_p.shape
         xp = get_backend().xp

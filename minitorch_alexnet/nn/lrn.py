@@ -20,11 +20,12 @@ paper's alpha=1e-4 corresponds to alpha=5e-4 here for n=5.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..backend import get_backend
 from ._checks import check_array, check_shape
-from .module import Module
+from .module import Module, ShapeMismatch
 
 
 def _window_sum(xp: Any, v: Any, before: int, after: int) -> Any:
@@ -57,6 +58,23 @@ class LocalResponseNorm(Module):
     def extra_repr(self) -> str:
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The input's shape (N, C, ...); ShapeMismatch unless it has 3 to 5 dimensions."""
+        if len(input_shape) not in (3, 4, 5):
+            layout = "(N, C, L), (N, C, H, W) or (N, C, D, H, W)"
+            raise ShapeMismatch(self, input_shape, "ndim", layout)
+        return tuple(input_shape)
+
+    def flops(self, input_shape: tuple[int, ...]) -> int:
+        """Per sample, n + 4 per element: a square, n - 1 adds for the window sum, a scale,
+        the ``+ k``, the power and the product."""
+        return (self.size + 4) * math.prod(input_shape[1:])
+
+    def describe(self) -> str:
+        """``LocalResponseNorm(size 5, alpha 0.0005, beta 0.75, k 2)``."""
+        a, b, k = self.alpha, self.beta, self.k
+        return f"LocalResponseNorm(size {self.size}, alpha {a:g}, beta {b:g}, k {k:g})"
+
     def forward(self, x: Any) -> Any:
         """x (N, C, ...) -> y of the same shape."""
         check_array(self, x)
@@ -67,12 +85,14 @@ class LocalResponseNorm(Module):
         s = self.k + (self.alpha / n) * _window_sum(xp, a * a, n // 2, (n - 1) // 2)
         s_pow = s ** (-self.beta)  # s_c^(-beta)
         y = a * s_pow  # b_c = a_c * s_c^(-beta)
-        self._save_for_backward(a=a, s=s, s_pow=s_pow, shape=x.shape)
+        self.save_for_backward(a=a, s=s, s_pow=s_pow, shape=x.shape)
         return y.reshape(x.shape)
 
-    def backward(self, grad_out: Any) -> Any:
-        """dL/dy -> dL/dx, both of the input's shape."""
-        c = self._saved(grad_out)
+    def backward(self, grad_out: Any, *, input_grad: bool = True) -> Any:
+        """dL/dy -> dL/dx, both of the input's shape (None with ``input_grad=False``)."""
+        c = self.saved(grad_out)
+        if not input_grad:  # no parameters: nothing else to compute
+            return None
         xp = get_backend().xp
         n, a, s, s_pow = self.size, c["a"], c["s"], c["s_pow"]
         g = grad_out.reshape(a.shape)

@@ -1,9 +1,11 @@
 """``Parameter`` and ``Module``: the base every layer builds on.
 
-There is no autograd. Each layer's ``forward`` caches what its ``backward``
-needs, and ``backward(grad_out)`` returns dL/d(input) and *adds* dL/d(parameter)
-into each ``Parameter.grad`` (as PyTorch does, so gradients of several backward
-passes accumulate until :meth:`Module.zero_grad`).
+There is no autograd. Each layer's ``forward`` keeps what its ``backward`` needs
+with :meth:`Module.save_for_backward`, and ``backward(grad_out, *, input_grad=True)``
+fetches it with :meth:`Module.saved`, returns dL/d(input) (None with
+``input_grad=False``) and *adds* dL/d(parameter) into each ``Parameter.grad`` (as
+PyTorch does, so gradients of several backward passes accumulate until
+:meth:`Module.zero_grad`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,19 @@ class LoadResult(NamedTuple):
 
     missing_keys: list[str]
     unexpected_keys: list[str]
+
+
+class ShapeMismatch(ValueError):
+    """Raised by :meth:`Module.output_shape` for an input shape the layer cannot take:
+    ``kind`` "ndim" (``expected`` a layout such as "(N, C, H, W)"), "channels" or "features"."""
+
+    def __init__(self, layer: Module, shape: tuple[int, ...], kind: str, expected: Any):
+        self.kind, self.expected = kind, expected
+        self.got = tuple(shape) if kind == "ndim" else shape[1]
+        self.reason = f"it expects {expected} {kind}, got {self.got}"
+        if kind == "ndim":
+            self.reason = f"it needs a {expected} input, got shape {self.got}"
+        super().__init__(f"{layer.describe()} cannot take shape {tuple(shape)}: {self.reason}")
 
 
 class Parameter:
@@ -148,7 +163,13 @@ class Module:
     def forward(self, *inputs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
-    def backward(self, grad_out: Any) -> Any:
+    def backward(self, grad_out: Any, *, input_grad: bool = True) -> Any:
+        """dL/d(output) -> dL/d(input); adds dL/d(parameter) into each ``Parameter.grad``.
+
+        ``input_grad=False``: nobody needs dL/d(input) (a first layer's input is the
+        images). A layer then returns None: with parameters it still adds their
+        gradients and skips dx where that saves work; without, it computes nothing.
+        """
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
@@ -158,14 +179,15 @@ class Module:
             cache["_out"] = (tuple(out.shape), out.dtype)
         return out
 
-    def _save_for_backward(self, ctx: Mapping[str, Any] | None = None, /, **cache: Any) -> None:
+    def save_for_backward(self, ctx: Mapping[str, Any] | None = None, /, **cache: Any) -> None:
         """Keep what backward needs (nothing inside :func:`no_grad`): named arrays, and
-        the entries of ``ctx``, the context a layer's forward function returned."""
+        the entries of ``ctx``, the context a layer's forward function returned
+        (``self.save_for_backward(ctx)``, ``self.save_for_backward(x_shape=x.shape)``)."""
         if ctx is not None:
             cache = {**ctx, **cache}
         object.__setattr__(self, "_cache", cache if _grad_enabled else None)
 
-    def _saved(self, grad_out: Any = None) -> dict:
+    def saved(self, grad_out: Any = None) -> dict:
         """What forward saved, handed over once: a clear error if there is nothing
         (backward before forward). Given ``grad_out``, first checks that it matches
         the forward output (backend, dtype, shape); a failed check keeps the cache."""
@@ -180,6 +202,14 @@ class Module:
             check_grad(self, grad_out, *cache["_out"])
         object.__setattr__(self, "_cache", None)
         return cache
+
+    def _save_for_backward(self, ctx: Mapping[str, Any] | None = None, /, **cache: Any) -> None:
+        """Old name of :meth:`save_for_backward`: an alias kept for one release (0.1.x)."""
+        self.save_for_backward(ctx, **cache)
+
+    def _saved(self, grad_out: Any = None) -> dict:
+        """Old name of :meth:`saved`: an alias kept for one release (0.1.x)."""
+        return self.saved(grad_out)
 
     def clear_cache(self) -> None:
         """Drop every cache kept for backward, in this module and its submodules."""
@@ -323,6 +353,26 @@ class Module:
     def float(self) -> Module:
         """Cast floating-point parameters and buffers to float32."""
         return self._apply(lambda a: a.astype("float32"), floating_only=True)
+
+    # ------------------------------------------------------------ facts (shape walk, summary)
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The output shape for an (N, ...) ``input_shape``, by arithmetic alone; raise
+        :class:`ShapeMismatch` for one the layer cannot take. Each layer defines its own."""
+        raise NotImplementedError(f"{type(self).__name__} defines no output_shape")
+
+    def flops(self, input_shape: tuple[int, ...]) -> int | None:
+        """Forward FLOPs per sample of an (N, ...) input (a multiply-add is 2); None: unknown."""
+        return None
+
+    def describe(self) -> str:
+        """A short description for tables and error messages, e.g. ``Linear(9216, 4096)``."""
+        extra = self.extra_repr()
+        return f"{type(self).__name__}({extra})" if extra else type(self).__name__
+
+    def shape_rule(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> str:
+        """How ``output_shape`` follows from ``input_shape``, as text (docs/shapes.md, errors)."""
+        same = tuple(input_shape) == tuple(output_shape)
+        return "elementwise, shape kept" if same else f"see {type(self).__name__}.output_shape"
 
     # ------------------------------------------------------------ printing
     def extra_repr(self) -> str:

@@ -20,8 +20,8 @@ from typing import Any
 from ..backend import array_module
 from ..backend.dispatch import overridable
 from ._checks import check_array, check_shape, check_window, check_window_fits, pair
-from .im2col import Pair, conv_out_size
-from .module import Module, is_grad_enabled
+from .im2col import Pair, conv_out_size, window_rule
+from .module import Module, ShapeMismatch, is_grad_enabled
 
 
 @overridable
@@ -121,10 +121,29 @@ class MaxPool2d(Module):
         )
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-        """(N, C, Ho, Wo) for an input of shape (N, C, H, W)."""
+        """(N, C, Ho, Wo) for an input of shape (N, C, H, W), Ho = floor((H + 2P - K) / S) + 1
+        (below 1 when the window does not fit); ShapeMismatch unless the input is 4-D."""
+        if len(input_shape) != 4:
+            raise ShapeMismatch(self, input_shape, "ndim", "(N, C, H, W)")
         N, C, H, W = input_shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return N, C, conv_out_size(H, kh, sh, ph), conv_out_size(W, kw, sw, pw)
+
+    def flops(self, input_shape: tuple[int, ...]) -> int:
+        """Per sample, KH * KW - 1 comparisons for each of the C * Ho * Wo outputs."""
+        _, C, Ho, Wo = self.output_shape(input_shape)
+        kh, kw = self.kernel_size
+        return (kh * kw - 1) * C * Ho * Wo
+
+    def describe(self) -> str:
+        """``MaxPool2d(kernel 3, stride 2)``; a non-square pair reads ``3x2``."""
+        pairs = (self.kernel_size, self.stride, self.padding)
+        k, s, p = (str(a) if a == b else f"{a}x{b}" for a, b in pairs)
+        return f"MaxPool2d(kernel {k}, stride {s}" + (f", padding {p})" if p != "0" else ")")
+
+    def shape_rule(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> str:
+        """Ho and Wo worked out, e.g. ``floor((55 - 3 + 2*0) / 2) + 1 = 26 + 1 = 27``."""
+        return window_rule(input_shape[2:], self.kernel_size, self.stride, self.padding)
 
     def forward(self, x: Any) -> Any:
         """x (N, C, H, W) -> y (N, C, Ho, Wo)."""
@@ -133,9 +152,10 @@ class MaxPool2d(Module):
         check_window_fits(self, x, self.kernel_size, self.padding, "window")
         k, s, p = self.kernel_size, self.stride, self.padding
         y, ctx = maxpool2d_forward(x, k, s, p, is_grad_enabled())
-        self._save_for_backward(ctx)
+        self.save_for_backward(ctx)
         return y
 
-    def backward(self, grad_out: Any) -> Any:
-        """dL/dy (N, C, Ho, Wo) -> dL/dx (N, C, H, W)."""
-        return maxpool2d_backward(grad_out, self._saved(grad_out))
+    def backward(self, grad_out: Any, *, input_grad: bool = True) -> Any:
+        """dL/dy (N, C, Ho, Wo) -> dL/dx (N, C, H, W); None with ``input_grad=False``."""
+        ctx = self.saved(grad_out)
+        return maxpool2d_backward(grad_out, ctx) if input_grad else None

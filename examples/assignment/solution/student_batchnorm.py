@@ -48,7 +48,7 @@ class BatchNorm2d(Module):
             running_var  <- (1 - momentum) * running_var + momentum * var * m / (m - 1)
             num_batches_tracked <- num_batches_tracked + 1
         Evaluation mode: the same y with mu, var replaced by running_mean, running_var,
-        and no update. Save what backward needs with self._save_for_backward(...).
+        and no update. Save what backward needs with self.save_for_backward(...).
         """
         xp = get_backend().xp
         N, C, H, W = x.shape
@@ -65,7 +65,7 @@ class BatchNorm2d(Module):
         inv_std = 1.0 / xp.sqrt(var + self.eps)  # (C,)
         xhat = (x - mu[None, :, None, None]) * inv_std[None, :, None, None]
         y = self.weight.data[None, :, None, None] * xhat + self.bias.data[None, :, None, None]
-        self._save_for_backward(xhat=xhat, inv_std=inv_std, batch_stats=self.training)
+        self.save_for_backward(xhat=xhat, inv_std=inv_std, batch_stats=self.training)
         return y
 
     def backward(self, grad_out: Any) -> Any:
@@ -78,7 +78,7 @@ class BatchNorm2d(Module):
         Add the parameter gradients with self.bias.accumulate_grad(...) and
         self.weight.accumulate_grad(...).
         """
-        s = self._saved()
+        s = self.saved()
         xhat, inv_std = s["xhat"], s["inv_std"][None, :, None, None]
         self.bias.accumulate_grad(grad_out.sum(axis=(0, 2, 3)))  # dbeta
         self.weight.accumulate_grad((grad_out * xhat).sum(axis=(0, 2, 3)))  # dgamma

@@ -1,0 +1,405 @@
+"""A training run: its settings, its set-up, its files, and the loop over epochs.
+
+:class:`TrainConfig` holds every setting; :func:`train` builds the backend, data,
+model and optimiser from it, then for each epoch trains (:mod:`.loop`), evaluates,
+and rewrites ``metrics.json`` and ``checkpoint.npz``; at the end it draws
+``curves.png``. Before the first epoch, a resume restores a checkpoint and checks
+that it was written with the same settings. :func:`run` is :func:`train` with the
+command line's messages and exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .. import backend as B
+from .. import data, nn, optim
+from ..checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from ..models import MODELS, build_model
+from .loop import Diverged, evaluate, graphed, make_train_step, train_one_epoch
+
+__all__ = ["TrainConfig", "TrainingError", "run", "train"]
+
+EXIT_BAD_INPUT = 2  # missing data, bad flags, a checkpoint that does not fit
+EXIT_DIVERGED = 3  # NaN or infinite loss
+EXIT_INTERRUPTED = 130  # Ctrl-C
+# settings that must not change between a run and its resume
+RESUME_KEYS = (
+    "model",
+    "dataset",
+    "subset",
+    "test_subset",
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "label_smoothing",
+    "momentum",
+    "cycle_momentum",
+    "seed",
+    "augment",
+)
+# settings added in later versions: a checkpoint without them was written with these
+RESUME_DEFAULTS = {"label_smoothing": 0.0}
+
+
+class TrainingError(Exception):
+    """A problem the user can fix (bad settings, missing data, a checkpoint that does not fit)."""
+
+
+# ---------------------------------------------------------------- the settings
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; ``examples/train_cifar.py`` has one flag for each.
+
+    The recipe: SGD with Nesterov momentum and weight decay, a one-cycle learning
+    rate (20% warm-up to ``lr``, then cosine annealing), random crops and flips.
+    """
+
+    model: str = "alexnet_cifar"  # a name in models.MODELS
+    epochs: int = 30  # length of the whole schedule
+    batch_size: int = 128  # training batch; evaluation uses twice this
+    lr: float = 0.1  # peak learning rate of OneCycle
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0  # cross-entropy against (1 - s) one-hot + s / classes
+    momentum: float = 0.9  # Nesterov momentum, used as it is only if not cycle_momentum
+    cycle_momentum: bool = True  # OneCycle moves momentum 0.95 -> 0.85 -> 0.95
+    dataset: str = "auto"  # "cifar10", "synthetic", or "auto" (CIFAR-10, else synthetic)
+    data_dir: str | Path | None = None  # None: $MINITORCH_ALEXNET_DATA or ~/.cache/...
+    download: bool = True  # download CIFAR-10 if it is not in data_dir
+    subset: int | None = None  # train on the first N images (None: all)
+    test_subset: int | None = None  # test on the first M images (None: all)
+    augment: bool = True  # random crops and horizontal flips
+    out: str | Path = "runs/cifar"  # folder for metrics.json, curves.png, checkpoint.npz
+    resume: bool = False  # continue from out/checkpoint.npz if there is one
+    stop_after: int | None = None  # stop after this many epochs of this call
+    seed: int = 0  # initialisation, shuffling, augmentation and dropout
+    backend: str | None = None  # "numba", "numpy", "cupy"; None: cupy with a GPU, else numba
+    cuda_graph: bool = False  # cupy: record the step once as a CUDA graph, then replay it
+    progress: bool = True  # progress bars (only ever on a terminal)
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
+        if self.dataset not in ("auto", "cifar10", "synthetic"):
+            raise ValueError(f"dataset must be auto, cifar10 or synthetic, not {self.dataset!r}")
+        for name in ("epochs", "batch_size", "subset", "test_subset", "stop_after"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive, not {value}")
+
+
+# ---------------------------------------------------------------- set-up
+def pick_backend(name: str | None) -> str:
+    """Activate the requested backend, or cupy when a GPU is usable, else numba."""
+    if name is None:
+        name = "cupy" if "cupy" in B.available_backends() else "numba"
+    try:
+        B.set_backend(name)
+    except B.BackendError as e:
+        raise TrainingError(str(e)) from None
+    return name
+
+
+def synthetic_banner(reason: str) -> str:
+    """A hard-to-miss notice that the numbers of this run are not CIFAR-10's."""
+    line = "!" * 78
+    return f"{line}\n!! {reason}\n!! These numbers are NOT CIFAR-10's.\n{line}"
+
+
+def load_data(config: TrainConfig) -> data.DatasetSplits:
+    """CIFAR-10 or synthetic data, as ``config.dataset`` asks, cut to the subset sizes."""
+    splits = None
+    if config.dataset in ("auto", "cifar10"):
+        try:
+            splits = data.load_cifar10(
+                config.data_dir, download=config.download, progress=config.progress
+            )
+        except data.DatasetNotFoundError as e:  # also DownloadError
+            if config.dataset == "cifar10":
+                raise TrainingError(
+                    f"--dataset cifar10: {e}\n(or use --dataset synthetic for an offline run)"
+                ) from None
+            print(
+                synthetic_banner(
+                    f"CIFAR-10 is not available, so this run uses SYNTHETIC data. {e}"
+                ),
+                file=sys.stderr,
+            )
+        except data.CorruptDatasetError as e:
+            raise TrainingError(str(e)) from None
+    if splits is None:
+        if config.dataset == "synthetic":
+            print(synthetic_banner("--dataset synthetic: this run uses SYNTHETIC data."))
+        n_train = config.subset or 10000
+        n_test = config.test_subset or 2000
+        splits = data.make_synthetic(n_train, n_test, seed=0)
+    train_set, test_set = splits.train.subset(config.subset), splits.test.subset(config.test_subset)
+    return data.DatasetSplits(train_set, test_set, splits.name, splits.source)
+
+
+def make_optimizer(
+    model: nn.Module, config: TrainConfig, steps_per_epoch: int
+) -> tuple[optim.SGD, optim.OneCycleLR]:
+    """SGD with Nesterov momentum and weight decay, and a one-cycle schedule over all steps."""
+    optimizer = optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=True,
+        weight_decay=config.weight_decay,
+    )
+    scheduler = optim.OneCycleLR(
+        optimizer,
+        max_lr=config.lr,
+        total_steps=config.epochs * steps_per_epoch,
+        pct_start=0.2,
+        # PyTorch's default: momentum cycles 0.95 -> 0.85 -> 0.95 against the rate,
+        # overriding config.momentum; cycle_momentum=False keeps it fixed
+        cycle_momentum=config.cycle_momentum,
+    )
+    return optimizer, scheduler
+
+
+# ---------------------------------------------------------------- bookkeeping
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """``obj`` as indented JSON, written atomically (readers never see half a file)."""
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"), binary=False)
+
+
+def plot_curves(path: Path, history: list[dict[str, float]], title: str) -> bool:
+    """Loss and accuracy against epoch, to ``path``; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("train", "train"), ("test", "test")):
+        ax_loss.plot(epochs, [h[f"{key}_loss"] for h in history], marker="o", label=label)
+        ax_acc.plot(epochs, [100 * h[f"{key}_acc"] for h in history], marker="o", label=label)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def settings_of(config: TrainConfig, dataset_name: str) -> dict[str, Any]:
+    """The settings a resume must match (``RESUME_KEYS``), with the dataset actually used."""
+    settings = {k: getattr(config, k) for k in RESUME_KEYS}
+    settings["dataset"] = dataset_name
+    return settings
+
+
+def resume_from(
+    path: Path,
+    model: nn.Module,
+    optimizer: optim.SGD,
+    scheduler: optim.OneCycleLR,
+    settings: dict[str, Any],
+) -> tuple[int, list[dict[str, float]]]:
+    """Restore a run from ``path``; returns (completed epochs, metrics history).
+
+    Raises :class:`TrainingError` if the file is unusable or was written with other
+    ``settings`` (each difference is listed as ``key: saved -> now``).
+    """
+    try:
+        meta = load_checkpoint(path, model, optimizer, scheduler)
+    except CheckpointError as e:
+        raise TrainingError(f"--resume: {e}") from None
+    saved = (meta.get("extra") or {}).get("config", {})
+    diff = [
+        f"{k}: {saved.get(k, RESUME_DEFAULTS.get(k))!r} -> {settings[k]!r}"
+        for k in RESUME_KEYS
+        if saved.get(k, RESUME_DEFAULTS.get(k)) != settings[k]
+    ]
+    if diff:
+        raise TrainingError(
+            f"--resume: {path} was written with other settings ({'; '.join(diff)}). "
+            "Resume with the same flags, or choose another --out for a new run."
+        )
+    return int(meta["epoch"]), list(meta["extra"].get("history", []))
+
+
+# ---------------------------------------------------------------- the whole run
+def train(config: TrainConfig) -> list[dict[str, float]]:
+    """Train, evaluate after every epoch, and keep ``config.out`` up to date.
+
+    After each epoch ``out/checkpoint.npz`` (atomic) and ``out/metrics.json`` are
+    rewritten; at the end ``out/curves.png`` is drawn (if matplotlib is installed).
+
+    Returns the metrics history: one dict per completed epoch (resumed ones
+    included) with ``epoch`` (1-based), ``train_loss``, ``train_acc``, ``test_loss``,
+    ``test_acc``, ``seconds`` and ``images_per_second``.
+
+    Raises :class:`TrainingError` for problems the user can fix, :class:`Diverged`
+    for a NaN or infinite loss, ``KeyboardInterrupt`` for Ctrl-C; after the last
+    two it has said on stderr which checkpoint is kept.
+    """
+    t_start = time.perf_counter()
+    backend = pick_backend(config.backend)
+    B.manual_seed(config.seed)
+    splits = load_data(config)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.npz"
+
+    model = build_model(config.model, num_classes=len(splits.classes))
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    train_loader = data.DataLoader(
+        splits.train,
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=len(splits.train) > config.batch_size,  # no tiny last batch for BatchNorm
+        augment=config.augment,
+        seed=config.seed,
+    )
+    test_loader = data.DataLoader(splits.test, batch_size=2 * config.batch_size)
+    optimizer, scheduler = make_optimizer(model, config, len(train_loader))
+    settings = settings_of(config, splits.name)
+    if config.cuda_graph and backend != "cupy":
+        raise TrainingError(f"--cuda-graph needs --backend cupy (this run uses {backend})")
+
+    start_epoch, history = 0, []
+    if config.resume:
+        if ckpt_path.is_file():
+            start_epoch, history = resume_from(ckpt_path, model, optimizer, scheduler, settings)
+            print(f"resuming from {ckpt_path} after epoch {start_epoch}")
+        else:
+            print(f"--resume: no checkpoint at {ckpt_path} yet; starting from scratch")
+    n_params = sum(p.size for p in model.parameters())
+    print(
+        f"dataset {splits.name} ({len(splits.train)} train / {len(splits.test)} test, "
+        f"from {splits.source}) | backend {backend} | model {config.model} "
+        f"({n_params:,} parameters) | {config.epochs} epochs of {len(train_loader)} steps, "
+        f"batch {config.batch_size}"
+    )
+
+    last_epoch = config.epochs
+    if config.stop_after is not None:
+        last_epoch = min(config.epochs, start_epoch + config.stop_after)
+    # after any resume: a recorded graph keeps using the arrays it saw
+    step = make_train_step(model, criterion, optimizer)
+    if config.cuda_graph:
+        step = graphed(step, optimizer)
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, last_epoch):
+            t0 = time.perf_counter()
+            train_loader.set_epoch(epoch)  # the same batches as an uninterrupted run
+            # GPU dropout masks: reproducible per epoch (a no-op on the CPU)
+            B.seed_device_generator(config.seed * 100003 + epoch)
+            desc = f"epoch {epoch + 1}/{config.epochs}"
+            train_loss, train_acc, rate = train_one_epoch(
+                model, train_loader, step, scheduler, desc, config.progress
+            )
+            test_loss, test_acc = evaluate(model, test_loader, criterion)
+            if not math.isfinite(test_loss):
+                raise Diverged(f"the test loss became {test_loss} after {desc}")
+            seconds = time.perf_counter() - t0
+            history.append(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": train_loss,
+                    "train_acc": train_acc,
+                    "test_loss": test_loss,
+                    "test_acc": test_acc,
+                    "seconds": seconds,
+                    "images_per_second": rate,
+                }
+            )
+            # only now, with every loss of the epoch finite, is the checkpoint replaced
+            save_checkpoint(
+                ckpt_path,
+                model,
+                optimizer,
+                scheduler,
+                epoch=epoch + 1,
+                extra={"config": settings, "history": history},
+            )
+            write_json_atomic(out / "metrics.json", history)
+            tqdm.write(
+                f"{desc}: train loss {train_loss:.4f} acc {train_acc:.2%} | test loss "
+                f"{test_loss:.4f} acc {test_acc:.2%} | {seconds:.1f} s | {rate:.0f} images/s"
+            )
+    except KeyboardInterrupt:
+        done = len(history)
+        print(
+            f"\ninterrupted in epoch {epoch + 1}. "
+            + (
+                f"{ckpt_path} holds the last completed epoch ({done}); continue with --resume."
+                if done
+                else "No epoch was completed, so there is nothing to resume from."
+            ),
+            file=sys.stderr,
+        )
+        raise
+    except Diverged as e:
+        kept = f"the last good checkpoint (epoch {len(history)}) is kept at {ckpt_path}"
+        print(
+            f"\nstopping: {e}. Training diverged; try a lower --lr. "
+            + (kept if history else "No checkpoint was written."),
+            file=sys.stderr,
+        )
+        raise
+
+    if history:
+        title = f"{config.model} on {splits.name} ({backend})"
+        if not plot_curves(out / "curves.png", history, title):
+            print("note: matplotlib is not installed, so curves.png was not drawn")
+    if splits.name == "synthetic":
+        print(synthetic_banner("This run used SYNTHETIC data, not CIFAR-10."))
+    if not history:
+        print(f"nothing to do: {ckpt_path} already holds all {config.epochs} epochs")
+        return history
+    best = max(history, key=lambda h: h["test_acc"])
+    print(
+        f"done: dataset {splits.name} | backend {backend} | model {config.model} | "
+        f"best test accuracy {best['test_acc']:.2%} (epoch {best['epoch']}) | "
+        f"final test accuracy {history[-1]['test_acc']:.2%} after epoch {history[-1]['epoch']} | "
+        f"total time {time.perf_counter() - t_start:.1f} s"
+    )
+    return history
+
+
+def run(config: TrainConfig) -> int:
+    """:func:`train` for the command line: errors as one line on stderr, and an exit code.
+
+    0 when done, 2 for a problem the user can fix (:class:`TrainingError`, or an
+    unusable ``out``/``data_dir``), 3 when the loss diverged, 130 after Ctrl-C.
+    """
+    try:
+        train(config)
+    except TrainingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as e:  # an unusable --out or --data-dir: a file, no permission, a full disk
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(
+            f"error: {e.strerror or e}{where}; check that --out and --data-dir name folders "
+            "you can write to",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    except Diverged:  # train() has said what happened and what is kept
+        return EXIT_DIVERGED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return 0
