@@ -36,8 +36,6 @@ from minitorch_alexnet import data, nn
 from minitorch_alexnet.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from minitorch_alexnet.data import DatasetError
 
-HERE = Path(__file__).resolve().parent
-
 #: metadata ``model_class`` -> the name ``minitorch_alexnet.models.build_model`` takes
 MODEL_NAMES = {"AlexNet": "alexnet", "AlexNetCIFAR": "alexnet_cifar", "AlexNet2012": "alexnet2012"}
 
@@ -156,8 +154,7 @@ def build_from_checkpoint(arrays: dict[str, Any], meta: dict[str, Any], name: st
             f"({', '.join([*MODEL_NAMES.values(), 'tiny'])})"
         )
     if name == "tiny":
-        sys.path.insert(0, str(HERE))
-        from train_cifar import tiny_cnn
+        from minitorch_alexnet.models import tiny_cnn
 
         first = _weight(arrays, "0")
         last = [v for k, v in arrays.items() if k.endswith(".weight") and v.ndim == 2][-1]

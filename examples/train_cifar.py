@@ -36,7 +36,6 @@ except ImportError:  # running from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from minitorch_alexnet import models
-from minitorch_alexnet.models import tiny_cnn  # noqa: F401  (confusion_matrix.py imports it here)
 from minitorch_alexnet.train import TrainConfig, run
 
 
