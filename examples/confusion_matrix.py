@@ -1,7 +1,7 @@
 """Evaluate a checkpoint on the CIFAR-10 test split and draw its confusion matrix.
 
-    python examples/confusion_matrix.py runs/cifar/checkpoint.npz
-    python examples/confusion_matrix.py runs/cifar/checkpoint.npz --data-dir ~/data --out results/
+    python examples/confusion_matrix.py runs/cifar/1/checkpoint.npz
+    python examples/confusion_matrix.py runs/cifar/1/checkpoint.npz --data-dir ~/data --out results/
 
 Writes ``confusion_matrix.png`` (rows: true class, columns: predicted class; each
 row coloured by its share of that class's images) and ``confusion_matrix.txt``

@@ -12,16 +12,19 @@ Recipe: SGD with Nesterov momentum 0.9, weight decay 5e-4, batch 128, a one-cycl
 learning rate (20% warm-up to 0.1, then cosine annealing), random crops (4-pixel
 zero padding) and horizontal flips, CIFAR-10 channel normalisation.
 
-Written to ``--out`` (default ``runs/cifar``): ``metrics.json`` (one entry per
-epoch), ``curves.png`` (loss and accuracy per epoch) and ``checkpoint.npz``
-(after every epoch; ``--resume`` continues from it exactly).
+Each run writes into a new numbered folder, ``runs/cifar/1``, ``runs/cifar/2``, ...
+(``--out DIR`` names one instead): ``metrics.json`` (one entry per epoch),
+``curves.png`` (loss and accuracy per epoch) and ``checkpoint.npz`` (after every
+epoch; ``--resume`` continues from it exactly, by default the latest run's). A
+folder that holds a run is never silently replaced: ``--resume`` continues it,
+``--overwrite`` replaces it, and a folder another run is using is refused.
 
 This script only turns its flags into a ``TrainConfig`` and hands it to the
 package: the loop over batches (forward, loss, backward, step) is in
 ``minitorch_alexnet/train/loop.py``, the loop over epochs and the run's files in
 ``minitorch_alexnet/train/trainer.py``. Exit codes: 0 done, 2 a problem you can
-fix (missing data, bad flags, a checkpoint that does not fit), 3 the loss
-diverged, 130 interrupted. See ``docs/training.md`` for every flag.
+fix (missing data, bad flags, a folder in use or holding a run, a checkpoint that
+does not fit), 3 training diverged, 130 interrupted. See ``docs/training.md`` for every flag.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ except ImportError:  # running from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from minitorch_alexnet import models
-from minitorch_alexnet.train import TrainConfig, run
+from minitorch_alexnet.train import ConfigError, TrainConfig, run
 
 
 # ---------------------------------------------------------------- command line
@@ -94,8 +97,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--subset", type=int, default=None, help="train on the first N images")
     p.add_argument("--test-subset", type=int, default=None, help="test on the first M images")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no crop/flip")
-    p.add_argument("--out", default="runs/cifar", help="output folder")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="the run's folder (default: a new numbered folder, runs/cifar/1, runs/cifar/2, ...)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/checkpoint.npz (without --out: the latest run's)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run that --out holds (without it such a folder is refused)",
+    )
     p.add_argument(
         "--stop-after",
         type=int,
@@ -111,12 +127,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
-    for flag in ("epochs", "batch_size"):
-        if getattr(args, flag) <= 0:
-            p.error(f"--{flag.replace('_', '-')} must be positive")
-    for flag in ("subset", "test_subset", "stop_after"):
-        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
-            p.error(f"--{flag.replace('_', '-')} must be positive")
+    try:  # TrainConfig holds the rules: a setting that cannot work is a usage error
+        config_from_args(args)
+    except ConfigError as e:
+        p.error(f"argument --{e.field.replace('_', '-')}: {e.reason}")
     return args
 
 

@@ -1,7 +1,7 @@
 """Draw the first convolution's filters as a grid of colour tiles (Figure 3 of the AlexNet paper).
 
-    python examples/visualize_filters.py runs/cifar/checkpoint.npz
-    python examples/visualize_filters.py runs/cifar/checkpoint.npz --out filters.png --scale 10
+    python examples/visualize_filters.py runs/cifar/1/checkpoint.npz
+    python examples/visualize_filters.py runs/cifar/1/checkpoint.npz --out filters.png --scale 10
 
 The checkpoint's first convolution weight (the key ending in ``conv1.0.weight``:
 (64, 3, 5, 5) for AlexNetCIFAR, (96, 3, 11, 11) for AlexNet) becomes one tile per

@@ -22,7 +22,10 @@ from 0, so max-pooling has no ties and no input sits on a kink such as ReLU's.
 Hypothesis generates the cases; on a failure it shrinks the case to a small one
 and the report shows that case. Exit status: 0 when every case passes, 1 when
 one fails (with the report), 2 for bad usage (unknown name, import error, no
-usable input shape).
+usable input shape, an ``--eps`` that is not a finite number > 0 or a tolerance
+that is not a finite number >= 0). A layer that calls ``sys.exit`` in forward or
+backward fails its case with a message naming it; one that does so while being
+imported or built is bad usage.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -70,6 +74,30 @@ def _positive(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return n
+
+
+def _number(text: str, what: str, *, positive: bool) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = math.nan
+    if not math.isfinite(x) or x < 0 or (positive and x == 0):
+        raise argparse.ArgumentTypeError(
+            f"expected a finite number {'> 0' if positive else '>= 0'} ({what}), got {text!r}"
+        )
+    return x
+
+
+def _step(text: str) -> float:
+    return _number(text, "the finite-difference step, e.g. 1e-6", positive=True)
+
+
+def _tolerance(text: str) -> float:
+    return _number(text, "a tolerance; 0 demands exact agreement", positive=False)
+
+
+def _exit_message(e: SystemExit) -> str:
+    return f"called sys.exit({e.code!r})"
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -118,9 +146,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="seed Hypothesis's search (default: a fixed search, the same cases every run)",
     )
-    p.add_argument("--eps", type=float, default=1e-6, help="finite-difference step (1e-6)")
-    p.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance (1e-5)")
-    p.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance (1e-3)")
+    p.add_argument("--eps", type=_step, default=1e-6, help="finite-difference step, > 0 (1e-6)")
+    p.add_argument("--atol", type=_tolerance, default=1e-5, help="absolute tolerance (1e-5)")
+    p.add_argument("--rtol", type=_tolerance, default=1e-3, help="relative tolerance (1e-3)")
     p.add_argument(
         "-v", "--verbose", action="store_true", help="print the full report of every case"
     )
@@ -147,6 +175,11 @@ def _import_object(path: str) -> Any:
         obj: Any = importlib.import_module(module_name)
     except Exception as e:  # ImportError, or an error raised while importing
         raise UsageError(f"cannot import {module_name!r}: {type(e).__name__}: {e}") from None
+    except SystemExit as e:  # the module ends the program when imported
+        raise UsageError(
+            f"cannot import {module_name!r}: importing it {_exit_message(e)}; "
+            "guard its script part with `if __name__ == '__main__':`"
+        ) from None
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
@@ -233,6 +266,12 @@ def _check(case: testing.LayerCase, args: argparse.Namespace) -> _Outcome:
         )
     except Exception as e:
         return _Outcome(case, error=f"{type(e).__name__}: {e}")
+    except SystemExit as e:  # a layer must raise, not end the program: report it
+        return _Outcome(
+            case,
+            error=f"SystemExit: {case.layer} {_exit_message(e)} (a layer should raise an "
+            "exception instead of ending the program)",
+        )
     return _Outcome(case, result)
 
 
@@ -245,7 +284,7 @@ def _accepts(case: testing.LayerCase) -> str | None:
         layer(*(_backend.asarray(a, "float64") for a in case.inputs))
     except (ValueError, TypeError) as e:
         return f"{type(e).__name__}: {e}"
-    except Exception:
+    except (Exception, SystemExit):
         return None  # not a shape problem: let the check report it
     return None
 

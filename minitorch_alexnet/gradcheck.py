@@ -24,6 +24,7 @@ mode uses batch statistics, which the check differentiates through.
 from __future__ import annotations
 
 import copy as _copy
+import math
 import reprlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -142,6 +143,11 @@ def build_layer(layer_or_factory: Any, *, name: str | None = None, copy: bool = 
         raise LayerBuildError(
             f"cannot build {name} with no arguments: {name}() raised {type(e).__name__}: {e}"
         ) from e
+    except SystemExit as e:  # building a layer must not end the program
+        raise LayerBuildError(
+            f"cannot build {name} with no arguments: {name}() called sys.exit({e.code!r}); "
+            "a layer's constructor should raise an exception instead"
+        ) from e
     finally:
         _backend.set_rng_state(state)
     if not is_layer(built):
@@ -183,11 +189,25 @@ def gradcheck(
     adding to it, one that modifies its ``grad_out`` argument, and NaN or infinite
     gradients. The caller's random-number state is restored afterwards.
     """
+    _check_settings(eps, atol, rtol)
     rng_state = _backend.get_rng_state()
     try:
         return _gradcheck(module_or_fn, inputs, eps, atol, rtol, seed, check_params, upstream)
     finally:
         _backend.set_rng_state(rng_state)
+
+
+def _check_settings(eps: float, atol: float, rtol: float) -> None:
+    """eps finite and > 0 (0 divides by zero, NaN compares false); tolerances finite and
+    >= 0 (a negative one fails everything, an infinite one passes anything)."""
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"gradcheck: eps must be a finite number > 0, got {eps!r}")
+    for what, tol in (("atol", atol), ("rtol", rtol)):
+        if not (math.isfinite(tol) and tol >= 0):
+            raise ValueError(
+                f"gradcheck: {what} must be a finite number >= 0, got {tol!r} (an infinite "
+                "tolerance would pass any gradient, a negative one fail every gradient)"
+            )
 
 
 def _gradcheck(

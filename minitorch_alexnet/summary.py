@@ -14,10 +14,18 @@ character for character, so the two can be compared side by side::
 
 How it is computed (torchsummary's rules):
 
-* One forward pass with a batch of 2 (BatchNorm needs more than one sample in
-  training). Every module except the model itself and Sequential containers is
-  instrumented; a row is written when a module's forward returns, so rows come
+* The rows of one forward pass with a batch of 2 (BatchNorm needs more than one
+  sample in training): one for every module call except the model itself and
+  Sequential containers, written when the module's forward returns, so rows come
   in execution order and are named ``f"{class name}-{row number}"``.
+* Those rows come from the layers' shape facts (the shape walk of
+  :mod:`~minitorch_alexnet.shape_walk`: ``output_shape`` and ``flops``), so no
+  array is made and an input of any size can be summarised. Only a model whose
+  layers do not all state their shapes (a layer without ``output_shape``, a module
+  with children that is not a Sequential, several inputs) runs a real,
+  instrumented forward pass; that pass refuses an input batch over
+  ``MAX_PASS_BYTES`` (1 GiB) with a ValueError saying why instead of running out of
+  memory.
 * Output shapes show ``batch_size`` (default -1) in place of the batch dimension.
 * Param # of a row = number of elements of the module's ``weight`` plus its
   ``bias`` (nothing else; BatchNorm's running statistics are buffers and do not
@@ -45,8 +53,8 @@ counted too, one without it shows ``?``). The convention, a multiply-add being
   the window sum, a scale, the ``+ k``, the power and the product);
 * Dropout and Flatten: 0 (identity and reshape at inference).
 
-The instrumented pass runs in evaluation mode without caching anything for
-backward, and afterwards every module's training flag, backward cache and
+The instrumented pass, when there is one, runs in evaluation mode without caching
+anything for backward, and afterwards every module's training flag, backward cache and
 buffer (BatchNorm's running statistics) is put back as it was, so calling
 ``summary`` in the middle of training changes nothing. The input is a fixed
 ramp of values in [0, 1], so no random numbers are drawn either.
@@ -62,10 +70,15 @@ from typing import Any
 
 from . import backend as _backend
 from . import nn
+from .shape_walk import layer_plan, trace_shapes
 
 __all__ = ["LayerRecord", "collect_layers", "summary"]
 
 _RULE = 64  # torchsummary's line width
+
+#: The largest input batch (in bytes) for which the summary runs a real forward pass,
+#: which it does only for models whose layers do not all state their shapes.
+MAX_PASS_BYTES = 2**30
 
 
 @dataclass
@@ -144,22 +157,92 @@ def _model_preserved(model: nn.Module) -> Any:
         _backend.set_rng_state(rng)
 
 
+def _walked_records(model: nn.Module, sizes: list[tuple[int, ...]]) -> list[LayerRecord] | str:
+    """The rows from the layers' shape facts alone (batch 2), or why they cannot give them.
+
+    They can when the model has one input, a layer plan, and every module that gets a
+    row (all but the model and the Sequentials) is a layer of that plan without
+    children of its own, with an ``output_shape`` method. A walk that finds an input
+    the model cannot take raises its :class:`~minitorch_alexnet.shape_walk.InputShapeError`.
+    """
+    if len(sizes) != 1:
+        return "it takes several inputs"
+    rowed = [m for m in model.modules() if m is not model and not isinstance(m, nn.Sequential)]
+    try:
+        plan = layer_plan(model)
+    except TypeError as e:
+        return str(e)
+    planned = {id(m) for _, m in plan}
+    for m in rowed:
+        if m._modules:
+            return f"{type(m).__name__} has layers of its own, which get rows of their own"
+        if id(m) not in planned:
+            return f"its layer plan leaves out {type(m).__name__}"
+    try:
+        steps = trace_shapes(plan, (2, *sizes[0]), name=type(model).__name__)
+    except TypeError as e:  # a layer without output_shape
+        return str(e)
+    names = {id(m): n for n, m in model.named_modules()}
+    records: list[LayerRecord] = []
+    for step in steps:
+        m = step.layer
+        if m is model or id(m) not in names:  # no row for the model itself, nor for a
+            continue  # reshape in its forward that the plan shows as a layer
+        params, trainable = _count(m)
+        rule = getattr(m, "flops", None)
+        flops = rule(step.input_shape) if callable(rule) else None
+        key = f"{type(m).__name__}-{len(records) + 1}"
+        records.append(
+            LayerRecord(key, names[id(m)], m, step.output_shape, params, trainable, flops)
+        )
+    return records
+
+
 def collect_layers(
-    model: nn.Module, input_size: Sequence[int] | Sequence[Sequence[int]]
+    model: nn.Module,
+    input_size: Sequence[int] | Sequence[Sequence[int]],
+    *,
+    forward: bool | None = None,
 ) -> list[LayerRecord]:
-    """Run one instrumented forward pass (batch 2) and return a record per module call.
+    """A record per module call of a forward pass with a batch of 2.
 
     Args:
         model: any Module; its parameters must live on the active backend.
         input_size: one sample's shape, e.g. (3, 227, 227), or a list of shapes
             for a model with several inputs.
+        forward: None (default): from the layers' shape facts when they cover the
+            model (nothing is allocated, so any input size works), else from one
+            instrumented forward pass; True: always from the forward pass; False:
+            from the shape facts, or a ValueError saying why they cannot be used.
 
     Returns:
         The rows of the summary, in execution order. The model is left as it was.
+
+    Raises:
+        ValueError: the model cannot take the input (the shape walk's message), or
+            the forward pass is needed and its input alone would be larger than
+            ``MAX_PASS_BYTES``, or it ran out of memory.
     """
     sizes = _input_sizes(input_size)
+    walked: list[LayerRecord] | str = ""
+    if forward is not True:
+        walked = _walked_records(model, sizes)
+        if not isinstance(walked, str):
+            return walked
+        if forward is False:
+            raise ValueError(
+                f"summary: the shape facts cannot give {type(model).__name__}'s rows: {walked}"
+            )
+    return _forward_records(model, sizes, why=walked)
+
+
+def _forward_records(model: nn.Module, sizes: list[tuple[int, ...]], why: str) -> list[LayerRecord]:
+    """One instrumented forward pass (batch 2); ``why`` the shape facts were not enough."""
     xp = _backend.get_backend().xp
     dtype = next((p.data.dtype for p in model.parameters() if p.data.dtype.kind == "f"), "float32")
+    nbytes = sum(2 * math.prod(size) for size in sizes) * _backend.host_xp().dtype(dtype).itemsize
+    if nbytes > MAX_PASS_BYTES:
+        raise ValueError(_too_large(model, sizes, nbytes, why))
     xs = []
     for size in sizes:
         n = 2 * math.prod(size)  # batch of 2, as torchsummary
@@ -198,7 +281,10 @@ def collect_layers(
                     instrument(m)
             model.eval()
             with nn.no_grad():
-                model(*xs)
+                try:
+                    model(*xs)
+                except MemoryError as e:
+                    raise ValueError(_too_large(model, sizes, nbytes, why, ran_out=e)) from None
         finally:
             for m, previous in wrapped:
                 if previous is None:
@@ -206,6 +292,28 @@ def collect_layers(
                 else:
                     object.__setattr__(m, "forward", previous)
     return records
+
+
+def _too_large(
+    model: nn.Module,
+    sizes: list[tuple[int, ...]],
+    nbytes: int,
+    why: str,
+    ran_out: MemoryError | None = None,
+) -> str:
+    shown = ", ".join("x".join(str(d) for d in s) for s in sizes)
+    what = (
+        f"ran out of memory ({ran_out})"
+        if ran_out is not None
+        else f"would need {nbytes / 2**30:.3g} GiB for its input alone"
+    )
+    because = f" because {why}" if why else ""
+    return (
+        f"summary: {type(model).__name__}'s table needs a forward pass{because}, and for an "
+        f"input of {shown} (a batch of 2) that pass {what}. Summarise a smaller input, or "
+        "give every layer an output_shape(input_shape) method (see docs/shapes.md) so "
+        "that the table comes from shapes alone."
+    )
 
 
 def _shown_shape(shape: Any, batch_size: int) -> list:

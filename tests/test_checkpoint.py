@@ -216,3 +216,18 @@ def test_a_file_that_is_not_an_archive_is_named_without_pickle_advice(tmp_path):
     with pytest.raises(CheckpointError, match="not an .npz archive") as info:
         read_checkpoint(path)
     assert "pickle" not in str(info.value)
+
+
+def test_extra_arrays_any_layout_round_trip_and_unstorable_values_write_nothing(tmp_path):
+    model = _model()
+    grid = np.asfortranarray(np.arange(6, dtype=np.int16).reshape(2, 3))
+    path = save_checkpoint(
+        tmp_path / "ck.npz", model, extra={"grid": grid, 3: ["a", None, 1.5], "__x": True}
+    )
+    extra = load_checkpoint(path, _model())["extra"]
+    np.testing.assert_array_equal(extra["grid"], grid)
+    assert extra[3] == ["a", None, 1.5] and extra["__x"] is True
+    for bad in ({"objects": np.array([{}], dtype=object)}, {(1, 2): 3}, object()):
+        with pytest.raises(TypeError, match="cannot store"):
+            save_checkpoint(tmp_path / "bad.npz", model, extra=bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.npz"]

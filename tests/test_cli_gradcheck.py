@@ -16,6 +16,8 @@ from minitorch_alexnet.__main__ import main
 ROOT = Path(__file__).resolve().parent.parent
 
 LAYERS = """
+import sys
+
 from minitorch_alexnet import get_backend
 from minitorch_alexnet.nn import Module, Linear
 
@@ -59,6 +61,22 @@ class Explodes(LeakyReLU):
 
 def linear():
     return Linear(3, 2)
+
+
+class ExitsInForward(LeakyReLU):
+    def forward(self, x):
+        sys.exit(3)
+
+
+class ExitsInBackward(LeakyReLU):
+    def backward(self, grad_out):
+        sys.exit("done")
+
+
+class ExitsWhenBuilt(LeakyReLU):
+    def __init__(self):
+        super().__init__()
+        sys.exit(4)
 
 
 not_a_layer = 42
@@ -154,6 +172,62 @@ def test_bad_option_values_exit_2(capsys, argv):
     with pytest.raises(SystemExit) as info:
         main(["gradcheck", *argv])
     assert info.value.code == 2
+
+
+# ------------------------------------------------------------------ numbers and sys.exit
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("--eps", "0", "> 0"),  # divides by zero: a correct layer "failed"
+        ("--eps", "-1e-6", "> 0"),
+        ("--eps", "nan", "> 0"),  # every comparison false: a correct layer "failed"
+        ("--eps", "inf", "> 0"),
+        ("--atol", "-1", ">= 0"),  # nothing can be within -1: a correct layer "failed"
+        ("--atol", "inf", ">= 0"),  # anything is within inf: a wrong layer "passed"
+        ("--atol", "nan", ">= 0"),
+        ("--rtol", "-0.5", ">= 0"),
+        ("--rtol", "inf", ">= 0"),
+        ("--rtol", "1e", ">= 0"),
+    ],
+)
+def test_step_and_tolerances_must_be_usable_numbers(capsys, option, value, expected):
+    with pytest.raises(SystemExit) as info:
+        main(["gradcheck", "ReLU", f"{option}={value}"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: expected a finite number {expected}" in err
+    assert f"got {value!r}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("option", ["--atol", "--rtol"])
+def test_a_zero_tolerance_is_allowed(capsys, option):
+    status, out, _ = run(capsys, "ReLU", option, "0", "--examples", "2")
+    assert status == 0, out
+
+
+@pytest.mark.parametrize(
+    "name, said",
+    [
+        ("my_layers:ExitsInForward", "ExitsInForward() called sys.exit(3)"),
+        ("my_layers:ExitsInBackward", "ExitsInBackward() called sys.exit('done')"),
+    ],
+)
+def test_a_layer_calling_sys_exit_is_a_reported_failure(capsys, layers, name, said):
+    status, out, err = run(capsys, name, "--examples", "3")
+    assert status == 1
+    assert f"forward or backward raised SystemExit: {said}" in out
+    assert "FAILED" in out and "Traceback" not in out + err
+
+
+def test_sys_exit_while_building_or_importing_is_a_usage_error(capsys, layers, tmp_path):
+    status, _, err = run(capsys, "my_layers:ExitsWhenBuilt")
+    assert status == 2
+    assert "cannot build my_layers:ExitsWhenBuilt" in err and "called sys.exit(4)" in err
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(5)\n")
+    status, _, err = run(capsys, "exits_on_import:X")
+    assert status == 2
+    assert "cannot import 'exits_on_import': importing it called sys.exit(5)" in err
+    sys.modules.pop("exits_on_import", None)
 
 
 def test_the_seed_option_still_passes(capsys):

@@ -11,9 +11,12 @@ import pytest
 from minitorch_alexnet import backend as B
 from minitorch_alexnet import data
 from minitorch_alexnet.data.cifar import CIFAR10_ARCHIVE, CIFAR10_FOLDER
+from minitorch_alexnet.data.files import MANIFEST
 
 PER_BATCH = 12
 N_TEST = 10
+# the miniature archives here are not the official files, so loading them warns
+pytestmark = pytest.mark.filterwarnings("ignore::minitorch_alexnet.data.UnverifiedDatasetWarning")
 
 
 @pytest.fixture(autouse=True)
@@ -189,9 +192,11 @@ def test_download_failure_is_a_download_error(tmp_path):
 
 
 def _folder_with(tmp_path, archive, name, payload):
+    """A folder of the user's own (no manifest: not extracted by the loader), a file replaced."""
     path, _ = archive
     root = tmp_path / "root"
     data.extract_archive(path, root)
+    (root / CIFAR10_FOLDER / MANIFEST).unlink()
     (root / CIFAR10_FOLDER / name).write_bytes(payload)
     return root
 
@@ -252,6 +257,20 @@ def test_official_style_str_pickle_opcodes_are_read(tmp_path):
     images, labels = data.read_batch(path)
     np.testing.assert_array_equal(images.reshape(2, -1), arr)
     np.testing.assert_array_equal(labels, [3, 7])
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+def test_batches_pickled_with_any_protocol_are_read(tmp_path, protocol):
+    """Copies re-pickled by Python 3 (any protocol, NumPy scalars as labels) read the same."""
+    rng = np.random.default_rng(protocol)
+    arr = rng.integers(0, 256, (3, 3072), dtype=np.uint8)
+    labels = [np.int64(4), np.int64(0), 9]
+    path = tmp_path / "batch"
+    path.write_bytes(pickle.dumps({"data": arr, "labels": labels}, protocol=protocol))
+    images, got = data.read_batch(path)
+    np.testing.assert_array_equal(images.reshape(3, -1), arr)
+    np.testing.assert_array_equal(got, [4, 0, 9])
+    assert images.flags.writeable and images.flags.c_contiguous
 
 
 # ---------------------------------------------------------------- DataLoader

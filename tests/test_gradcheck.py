@@ -9,6 +9,7 @@ from strategies import batch_shapes, normal, seeds
 
 import minitorch_alexnet as mt
 from minitorch_alexnet import nn
+from minitorch_alexnet.gradcheck import LayerBuildError
 from minitorch_alexnet.nn.conv import conv2d_backward
 
 
@@ -224,3 +225,39 @@ def test_gradcheck_restores_the_callers_random_stream():
 
 def test_gradcheck_accepts_a_layer_class():
     assert mt.gradcheck(nn.ReLU, np.array([[0.5, -1.0, 2.0]])).ok
+
+
+class LinearDoublesInputGrad(nn.Linear):
+    def backward(self, grad_out):
+        return 2 * super().backward(grad_out)
+
+
+@pytest.mark.parametrize(
+    "settings_, message",
+    [
+        ({"eps": 0.0}, "eps must be a finite number > 0"),
+        ({"eps": -1e-6}, "eps must be a finite number > 0"),
+        ({"eps": float("nan")}, "eps must be a finite number > 0"),
+        ({"eps": float("inf")}, "eps must be a finite number > 0"),
+        ({"atol": -1.0}, "atol must be a finite number >= 0"),
+        ({"atol": float("inf")}, "atol must be a finite number >= 0"),
+        ({"atol": float("nan")}, "atol must be a finite number >= 0"),
+        ({"rtol": -0.5}, "rtol must be a finite number >= 0"),
+        ({"rtol": float("inf")}, "rtol must be a finite number >= 0"),
+    ],
+)
+def test_unusable_step_or_tolerance_is_refused(settings_, message):
+    """Before: eps=0, eps=nan or atol=-1 failed a correct layer, atol=inf passed a wrong one."""
+    for layer in (nn.Linear(3, 2), LinearDoublesInputGrad(3, 2)):
+        with pytest.raises(ValueError, match=message):
+            mt.gradcheck(layer, normal(0, (2, 3)), **settings_)
+
+
+def test_a_constructor_calling_sys_exit_is_a_build_error():
+    class ExitsWhenBuilt(nn.ReLU):
+        def __init__(self):
+            super().__init__()
+            raise SystemExit(4)
+
+    with pytest.raises(LayerBuildError, match=r"called sys.exit\(4\)"):
+        mt.gradcheck(ExitsWhenBuilt, normal(0, (2, 3)))

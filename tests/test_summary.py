@@ -459,3 +459,72 @@ def test_a_layer_without_the_facts_still_gets_a_row():
     assert "(1 layer(s) without a FLOP rule, shown as ?, not counted)" in text
     with pytest.raises(TypeError, match=r"1 \(Double\) has no shape rule.*output_shape"):
         shapes.trace_shapes(net, (1, 3, 5, 5))
+
+
+# ------------------------------------------------------------------ huge inputs: shapes, not arrays
+def _rows(records):
+    return [
+        (r.key, r.name, r.module, r.output_shape, r.params, r.trainable, r.flops) for r in records
+    ]
+
+
+def _same_records(a, b):
+    return _rows(a) == _rows(b)
+
+
+def test_rows_from_shapes_equal_the_rows_of_a_forward_pass(default_models):
+    """The table comes from the layers' shape facts; a real pass gives the same rows."""
+    models = [*default_models.values(), _student_net()]
+    for model in models:
+        size = getattr(model, "input_size", (3, 8, 8))
+        walked = collect_layers(model, size, forward=False)
+        assert _same_records(walked, collect_layers(model, size, forward=True))
+        assert _same_records(walked, collect_layers(model, size))
+
+
+def test_a_huge_input_is_summarised_from_shapes_without_arrays(monkeypatch):
+    """Before: (3, 100000, 100000) asked for a 447 GiB input array (MemoryError traceback)."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.MaxPool2d(2))
+
+    def no_arrays(*args, **kwargs):
+        raise AssertionError("the summary made an input array")
+
+    monkeypatch.setattr(np, "linspace", no_arrays)
+    text = run_summary(net, (3, 100_000, 100_000), flops=True)
+    assert "            Conv2d-1      [-1, 4, 49999, 49999]             112" in text
+    assert "Input size (MB): 114440.92" in text
+    conv, relu, pool = 2 * 27 * 4 * 49999**2, 4 * 49999**2, 3 * 4 * 24999**2
+    assert f"Forward FLOPs per sample: {conv + relu + pool:,}" in text
+
+
+def test_cli_huge_input_is_a_clean_error_not_a_memory_error(capsys):
+    for model, expected in (("alexnet", "3x227x227"), ("alexnet_cifar", "3x31x31")):
+        args = _cli(["--model", model, "--input", "3,100000,100000", "--backend", "numpy"])
+        assert cli_summary.run(args) == 2
+        err = capsys.readouterr().err
+        assert "expects" in err and f"smallest input that works is {expected}" in err
+        assert "Traceback" not in err and "GiB" not in err
+
+
+def test_a_forward_pass_that_would_be_huge_is_refused_with_the_reason():
+    class Double(nn.Module):  # no output_shape: the table needs a real forward pass
+        def forward(self, x):
+            return 2 * x
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), Double())
+    with pytest.raises(ValueError) as info:
+        summary(net, (3, 100_000, 100_000), print_fn=None)
+    message = str(info.value)
+    assert "needs a forward pass because 1 (Double) has no shape rule" in message
+    assert "224 GiB for its input alone" in message and "smaller input" in message
+    with pytest.raises(ValueError, match="the shape facts cannot give Sequential's rows"):
+        collect_layers(net, (3, 5, 5), forward=False)
+
+
+def test_running_out_of_memory_in_the_pass_is_a_clear_error(monkeypatch):
+    class Hungry(nn.Module):
+        def forward(self, x):
+            raise MemoryError("Unable to allocate 447. GiB")
+
+    with pytest.raises(ValueError, match=r"that pass ran out of memory \(Unable to allocate"):
+        summary(nn.Sequential(nn.ReLU(), Hungry()), (3, 4, 4), print_fn=None)

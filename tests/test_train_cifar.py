@@ -165,7 +165,7 @@ def test_nan_loss_or_ctrl_c_keeps_the_last_good_checkpoint(
     if what == "nan":
         assert "the training loss became nan" in err and "last good checkpoint (epoch 1)" in err
     else:
-        assert "last completed epoch (1)" in err and "--resume" in err
+        assert "interrupted in epoch 2" in err and "holds epoch 1; continue with --resume" in err
     # the run continues from the kept checkpoint
     monkeypatch.setattr(trainer, "build_model", real_build)
     assert T.main(_flags(out, "--epochs", "3", "--resume")) == 0

@@ -1,5 +1,9 @@
 """Datasets and batches: CIFAR-10 (download, verify, load), a synthetic stand-in, a DataLoader.
 
+Modules: ``files`` (the official names, checksums and size limits), ``download``,
+``archive`` (safe extraction), ``batches`` (safe reading of a batch file), ``cifar``
+(finding, checking and loading the folder), ``dataset``, ``loader``, ``synthetic``.
+
 from minitorch_alexnet import data
 splits = data.load_cifar10()                      # or data.make_synthetic(5000, 1000)
 loader = data.DataLoader(splits.train, batch_size=128, shuffle=True, augment=True, seed=0)
@@ -9,6 +13,7 @@ for x, y in loader:                               # float32 (B, 3, 32, 32), int6
 
 from .cifar import (
     CIFAR10_CLASSES,
+    CIFAR10_FILE_MD5,
     CIFAR10_FOLDER,
     CIFAR10_MD5,
     CIFAR10_URL,
@@ -23,17 +28,21 @@ from .cifar import (
 from .dataset import (
     CorruptDatasetError,
     DatasetError,
+    DatasetIOError,
     DatasetNotFoundError,
     DatasetSplits,
+    DiskFullError,
     DownloadError,
     ImageDataset,
     UnsafeArchiveError,
+    UnverifiedDatasetWarning,
 )
 from .loader import CIFAR10_MEAN, CIFAR10_STD, DataLoader, crop_flip, normalize
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic
 
 __all__ = [
     "CIFAR10_CLASSES",
+    "CIFAR10_FILE_MD5",
     "CIFAR10_FOLDER",
     "CIFAR10_MD5",
     "CIFAR10_MEAN",
@@ -42,12 +51,15 @@ __all__ = [
     "CorruptDatasetError",
     "DataLoader",
     "DatasetError",
+    "DatasetIOError",
     "DatasetNotFoundError",
     "DatasetSplits",
+    "DiskFullError",
     "DownloadError",
     "ImageDataset",
     "SYNTHETIC_CLASSES",
     "UnsafeArchiveError",
+    "UnverifiedDatasetWarning",
     "crop_flip",
     "default_data_dir",
     "download_cifar10",

@@ -10,11 +10,14 @@ from .. import backend as _backend
 __all__ = [
     "CorruptDatasetError",
     "DatasetError",
+    "DatasetIOError",
     "DatasetNotFoundError",
     "DatasetSplits",
+    "DiskFullError",
     "DownloadError",
     "ImageDataset",
     "UnsafeArchiveError",
+    "UnverifiedDatasetWarning",
 ]
 
 
@@ -38,7 +41,45 @@ class CorruptDatasetError(DatasetError):
 
 
 class UnsafeArchiveError(CorruptDatasetError):
-    """An archive member would be written outside the target folder (or is a device/link trap)."""
+    """An archive member is a link, a device, would land outside the folder, or is too large."""
+
+
+class DatasetIOError(DatasetError, OSError):
+    """The data folder could not be written (no permission, not a folder, ...).
+
+    Also an ``OSError``, with the ``errno`` and ``filename`` of the failure.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class DiskFullError(DatasetIOError):
+    """The disk filled up while downloading or extracting (``ENOSPC``); nothing damaged is kept."""
+
+
+class UnverifiedDatasetWarning(UserWarning):
+    """A dataset folder was loaded whose files match no known checksum (e.g. a re-encoded copy)."""
+
+
+def integer_labels(labels: Any, what: str = "labels") -> Any:
+    """``labels`` as an int64 host array, exactly: a float label that is not a whole
+    number (3.7) or not finite is refused, since converting it would truncate it."""
+    np = host_numpy()
+    a = np.asarray(labels)
+    if a.dtype.kind in "iu":
+        return a.astype(np.int64, copy=False)
+    if a.dtype.kind != "f":
+        raise TypeError(f"{what} must be integer class indices, got dtype {a.dtype}")
+    bad = ~np.isfinite(a) | (a != np.round(a))
+    if bad.any():
+        shown = ", ".join(str(v) for v in a[bad][:5])
+        raise ValueError(
+            f"{what} must be whole numbers (class indices), got {shown}"
+            f"{' ...' if bad.sum() > 5 else ''}: converting would truncate them; fix the "
+            "labels where they are made"
+        )
+    return a.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -62,6 +103,7 @@ class ImageDataset:
             raise ValueError(
                 f"images must be uint8 (N, C, H, W), got {self.images.dtype} {self.images.shape}"
             )
+        object.__setattr__(self, "labels", integer_labels(self.labels))  # exact int64
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError(
                 f"{self.images.shape[0]} images but labels of shape {tuple(self.labels.shape)}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from .dataset import DatasetSplits, ImageDataset, host_numpy
+from .dataset import DatasetSplits, ImageDataset, host_numpy, integer_labels
 
 __all__ = ["SYNTHETIC_CLASSES", "make_synthetic", "synthetic_images"]
 
@@ -36,7 +36,7 @@ def synthetic_images(
         ``uint8`` array ``(N, 3, size, size)``.
     """
     np = host_numpy()
-    labels = np.asarray(labels, dtype=np.int64)
+    labels = integer_labels(labels)
     n = labels.shape[0]
     rng = np.random.default_rng(seed)
     c = np.arange(10)

@@ -17,6 +17,7 @@ See ``docs/alexnet.md`` for the three side by side with torchvision's AlexNet.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -90,7 +91,7 @@ class _BlockNet(nn.Module):
         for name in self._conv_blocks:
             x = getattr(self, name)(x)
         self.save_for_backward(conv_shape=x.shape)
-        x = x.reshape(x.shape[0], -1)  # flatten: (N, C, H, W) -> (N, C*H*W)
+        x = x.reshape(x.shape[0], math.prod(x.shape[1:]))  # flatten: (N, C, H, W) -> (N, C*H*W)
         for name in self._fc_blocks:
             x = getattr(self, name)(x)
         return x

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Mapping
 from typing import Any
 
 from ..backend import get_backend
+
+#: The dtypes the layers compute in (float16 by float32 inside where a kernel has none);
+#: longdouble and the rest are refused before any computing starts.
+SUPPORTED_DTYPES = ("float16", "float32", "float64")
 
 
 def pair(value: int | tuple[int, int], what: str, layer: str) -> tuple[int, int]:
@@ -40,8 +46,17 @@ def check_window(
 def check_window_fits(
     layer: Any, x: Any, kernel: tuple[int, int], padding: tuple[int, int], what: str
 ) -> None:
-    """The ``what`` ("kernel" or "window") must fit inside the zero/-inf padded input."""
+    """Every dimension but the batch is at least 1 (PyTorch's rule: an image of no pixels
+    has no windows), and the ``what`` ("kernel" or "window") fits inside the zero/-inf
+    padded input."""
     (kh, kw), (ph, pw) = kernel, padding
+    empty = [f"{d} = 0" for d, n in zip("CHW", x.shape[1:]) if n == 0]
+    if empty:
+        raise ValueError(
+            f"{layer._name()}: input shape {tuple(x.shape)} has {' and '.join(empty)}; only "
+            "the batch dimension N may be 0 (an empty batch): an image of no pixels has no "
+            "windows, padded or not. Pass images with C, H, W >= 1"
+        )
     H, W = x.shape[2:]
     if H + 2 * ph < kh or W + 2 * pw < kw:
         raise ValueError(
@@ -66,10 +81,11 @@ def check_array(layer: Any, x: Any, name: str = "input") -> Any:
             f"{B.name!r} ({B.xp.__name__} arrays); {hint}, or switch backends with "
             "set_backend()/model.to()."
         )
-    if x.dtype.kind != "f":
+    if x.dtype.name not in SUPPORTED_DTYPES:
         raise TypeError(
-            f"{layer._name()}: {name} has dtype {x.dtype}; a floating-point array "
-            "(float32 or float64) is needed, e.g. asarray(x, 'float32')"
+            f"{layer._name()}: {name} has dtype {x.dtype}; the layers compute in the "
+            f"floating-point dtypes {', '.join(SUPPORTED_DTYPES)} only: cast it, e.g. "
+            "asarray(x, 'float32')"
         )
     return x
 
@@ -84,7 +100,7 @@ def check_params_match(layer: Any, x: Any) -> None:
                 f"active one ({B.name!r}); call model.to({B.name!r}) first."
             )
         if p.data.dtype != x.dtype:
-            fix = "model.double()" if x.dtype.itemsize == 8 else "model.float()"
+            fix = {2: "model.half()", 8: "model.double()"}.get(x.dtype.itemsize, "model.float()")
             raise TypeError(
                 f"{layer._name()}: input dtype {x.dtype} does not match parameter "
                 f"{pname!r} dtype {p.data.dtype}; call {fix} or cast the input with "
@@ -132,3 +148,26 @@ def check_grad(
             f"forward output had shape {tuple(expected_shape)}; pass dL/d(output)."
         )
     return grad_out
+
+
+def state_entry_problems(state: Mapping[str, Any], own: Mapping[str, Any]) -> tuple[list, list]:
+    """``load_state_dict``'s checks of the entries ``state`` shares with the module's own
+    state ``own``: (values that are not arrays of numbers, shape mismatches), each
+    "key: ..." naming what the module holds there. A plain number passes for a 0-d
+    entry (``num_batches_tracked``)."""
+    not_arrays, wrong = [], []
+    for key, mine in own.items():
+        if key not in state:
+            continue
+        value, shape = state[key], tuple(mine.shape)
+        if isinstance(value, numbers.Real) and shape == ():
+            continue
+        kind = getattr(getattr(value, "dtype", None), "kind", None)  # None: a torch tensor
+        if not hasattr(value, "shape") or kind not in (None, "b", "i", "u", "f"):
+            got = f"an array of dtype {value.dtype}" if kind else f"a {type(value).__name__}"
+            not_arrays.append(
+                f"{key}: expected an array of shape {shape} ({mine.dtype}), got {got}"
+            )
+        elif tuple(value.shape) != shape:
+            wrong.append(f"{key}: checkpoint {tuple(value.shape)} vs model {shape}")
+    return not_arrays, wrong

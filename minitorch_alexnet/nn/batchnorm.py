@@ -158,7 +158,7 @@ class _BatchNorm(Module):
         check_params_match(self, x)
         N, C = x.shape[:2]
         use_batch = self.training or not self.track_running_stats
-        if use_batch and x.size // C < 2:
+        if use_batch and x.size // C == 1:  # none (an empty batch) is fine: nothing to do
             raise ValueError(
                 f"{self._name()}: training needs more than one value per channel to "
                 f"estimate a variance, got input shape {tuple(x.shape)}; use a batch "
@@ -171,6 +171,9 @@ class _BatchNorm(Module):
             momentum = 1.0 / float(max(1, self.num_batches_tracked)) if tracked else 0.0
         else:
             momentum = self.momentum
+        if x.size == 0:  # an empty batch: nothing to normalise, the statistics stay (PyTorch)
+            self.save_for_backward(empty=True)
+            return x.copy()
         gamma, beta = (self.weight.data, self.bias.data) if self.affine else (None, None)
         running = (self.running_mean, self.running_var) if tracked else (None, None)
         y, ctx = batchnorm_forward(
@@ -189,7 +192,11 @@ class _BatchNorm(Module):
         ctx = self.saved(grad_out)
         if not (input_grad or self.affine):
             return None
-        dx, dgamma, dbeta = batchnorm_backward(grad_out, ctx)
+        if "empty" in ctx:  # an empty batch: dx is empty, dgamma = dbeta = 0
+            zeros = array_module(grad_out).zeros(self.num_features, dtype=grad_out.dtype)
+            dx, dgamma, dbeta = grad_out.copy(), zeros, zeros.copy()
+        else:
+            dx, dgamma, dbeta = batchnorm_backward(grad_out, ctx)
         if self.affine:
             self.weight.accumulate_grad(dgamma)  # dgamma = sum dy * xhat
             self.bias.accumulate_grad(dbeta)  # dbeta = sum dy

@@ -55,7 +55,8 @@ class Dropout(Module):
         if not self.training or self.p == 0.0:
             self.save_for_backward(mask=None)
             return x
-        keep = _backend.uniform(x.shape, x.dtype) >= self.p  # m ~ Bernoulli(1 - p)
+        draw = "float32" if x.dtype.itemsize < 4 else x.dtype  # generators have no float16
+        keep = _backend.uniform(x.shape, draw) >= self.p  # m ~ Bernoulli(1 - p)
         mask = keep * x.dtype.type(1.0 / (1.0 - self.p))  # m / (1 - p), in x's dtype
         self.save_for_backward(mask=mask)
         return x * mask

@@ -111,14 +111,22 @@ class Flatten(Module):
 
     def __init__(self, start_dim: int = 1):
         super().__init__()
+        if isinstance(start_dim, bool) or not isinstance(start_dim, int):
+            raise TypeError(f"Flatten: start_dim must be an int, got {start_dim!r}")
         self.start_dim = start_dim
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}"
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """(N, d1, d2, ...) -> (N, d1*d2*...): the dimensions from ``start_dim`` on, joined."""
-        d = self.start_dim
+        """(N, d1, d2, ...) -> (N, d1*d2*...): the dimensions from ``start_dim`` on, joined.
+        IndexError unless ``start_dim`` is a dimension of the input, as in PyTorch."""
+        d, ndim = self.start_dim, len(input_shape)
+        if not -ndim <= d < ndim:
+            raise IndexError(
+                f"{self._name()}: start_dim {d} is out of range for a {ndim}-D input of shape "
+                f"{tuple(input_shape)}: it must lie in [{-ndim}, {ndim - 1}]"
+            )
         return (*input_shape[:d], math.prod(input_shape[d:]))
 
     def flops(self, input_shape: tuple[int, ...]) -> int:
@@ -136,8 +144,9 @@ class Flatten(Module):
 
     def forward(self, x: Any) -> Any:
         check_array(self, x)
+        out_shape = self.output_shape(x.shape)  # sizes, not -1: the batch may be empty
         self.save_for_backward(shape=x.shape)
-        return x.reshape(*x.shape[: self.start_dim], -1)
+        return x.reshape(out_shape)
 
     def backward(self, grad_out: Any, *, input_grad: bool = True) -> Any:
         """dL/dy -> dL/dx, reshaped back (None with ``input_grad=False``)."""

@@ -15,7 +15,8 @@ whose window contains c, i.e. c' in [c - (n-1)//2, c + n//2]:
 Both window sums add the n shifted copies of a zero-padded array (exact to
 rounding, unlike a difference of running totals).
 Note: PyTorch (and we) divide alpha by n; the AlexNet paper does not, so the
-paper's alpha=1e-4 corresponds to alpha=5e-4 here for n=5.
+paper's alpha=1e-4 corresponds to alpha=5e-4 here for n=5. float16 inputs are
+computed in float32 (a float16 square overflows to inf past 256) and rounded back.
 """
 
 from __future__ import annotations
@@ -81,12 +82,13 @@ class LocalResponseNorm(Module):
         check_shape(self, x, (3, 4, 5), None, "(N, C, L), (N, C, H, W) or (N, C, D, H, W)")
         xp = get_backend().xp
         n = self.size
-        a = x.reshape(x.shape[0], x.shape[1], -1)  # (N, C, L)
+        a = x.reshape(*x.shape[:2], math.prod(x.shape[2:]))  # (N, C, L); N may be 0
+        a = a.astype("float32") if x.dtype.itemsize < 4 else a  # float16's a^2 overflows at 256
         s = self.k + (self.alpha / n) * _window_sum(xp, a * a, n // 2, (n - 1) // 2)
         s_pow = s ** (-self.beta)  # s_c^(-beta)
         y = a * s_pow  # b_c = a_c * s_c^(-beta)
         self.save_for_backward(a=a, s=s, s_pow=s_pow, shape=x.shape)
-        return y.reshape(x.shape)
+        return y.reshape(x.shape).astype(x.dtype, copy=False)
 
     def backward(self, grad_out: Any, *, input_grad: bool = True) -> Any:
         """dL/dy -> dL/dx, both of the input's shape (None with ``input_grad=False``)."""
@@ -95,8 +97,8 @@ class LocalResponseNorm(Module):
             return None
         xp = get_backend().xp
         n, a, s, s_pow = self.size, c["a"], c["s"], c["s_pow"]
-        g = grad_out.reshape(a.shape)
+        g = grad_out.reshape(a.shape).astype(a.dtype, copy=False)
         t = g * a * s_pow / s  # db_{c'} * a_{c'} * s_{c'}^(-beta-1)
         back = _window_sum(xp, t, (n - 1) // 2, n // 2)  # over every c' whose window holds c
         dx = g * s_pow - (2.0 * self.alpha * self.beta / n) * a * back
-        return dx.reshape(c["shape"])
+        return dx.reshape(c["shape"]).astype(grad_out.dtype, copy=False)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from .. import backend as _backend
-from ._checks import check_grad
+from ._checks import check_grad, state_entry_problems
 
 _grad_enabled = True
 
@@ -286,30 +286,31 @@ class Module:
 
         Each value is converted to the array library and dtype of the entry it
         replaces, so a state saved on one backend loads on another. Missing or
-        unexpected keys (with ``strict``) and shape mismatches raise a
-        ``RuntimeError`` that lists all of them. Returns the missing and unexpected
-        keys (both empty after a strict load), as PyTorch does.
+        unexpected keys (with ``strict``), values that are not arrays of numbers (a
+        list, a string) and shape mismatches raise a ``RuntimeError`` that lists all of
+        them by key. Returns the missing and unexpected keys (both empty after a strict
+        load), as PyTorch does.
         """
         own = self.state_dict()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
-        wrong = [
-            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-            for k in own
-            if k in state and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)
-        ]
+        not_arrays, wrong = state_entry_problems(state, own)
         problems = []
         if strict and missing:
             problems.append("missing keys: " + ", ".join(missing))
         if strict and unexpected:
             problems.append("unexpected keys: " + ", ".join(unexpected))
+        if not_arrays:
+            problems.append("not arrays: " + "; ".join(not_arrays))
         if wrong:
             problems.append("shape mismatches: " + "; ".join(wrong))
         if problems:
+            fix = "Give each value as an array of the shape named (numpy.asarray). "
+            fix = fix if not_arrays else ""
             raise RuntimeError(
                 f"load_state_dict for {type(self).__name__} failed — "
                 + " | ".join(problems)
-                + ". The state was saved from a different model or configuration; "
+                + f". {fix}If the state was saved from a different model or configuration, "
                 "build the same model (same num_classes and layers) before loading."
             )
         for name, m in self.named_modules():
@@ -353,6 +354,10 @@ class Module:
     def float(self) -> Module:
         """Cast floating-point parameters and buffers to float32."""
         return self._apply(lambda a: a.astype("float32"), floating_only=True)
+
+    def half(self) -> Module:
+        """Cast floating-point parameters and buffers to float16."""
+        return self._apply(lambda a: a.astype("float16"), floating_only=True)
 
     # ------------------------------------------------------------ facts (shape walk, summary)
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -33,6 +33,12 @@ class Adam(Optimizer):
     """
 
     _state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+    def _required_state(self, group: dict) -> tuple[str, ...]:
+        """What :meth:`step` reads from a parameter's state once it has one."""
+        needed = ("step", "exp_avg", "exp_avg_sq")
+        return (*needed, "max_exp_avg_sq") if group["amsgrad"] else needed
+
     _decoupled = False
 
     def __init__(

@@ -15,7 +15,10 @@ the schedule's first value. Each :meth:`LRScheduler.step` then advances
 
 from __future__ import annotations
 
+import copy
 import math
+import numbers
+from collections.abc import Mapping
 from typing import Any
 
 from .optimizer import Optimizer
@@ -76,8 +79,52 @@ class LRScheduler:
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a state made by :meth:`state_dict`."""
-        self.__dict__.update(state_dict)
+        """Restore a state made by :meth:`state_dict`; one that does not fit changes nothing.
+
+        Raises:
+            ValueError, TypeError: what does not fit (see :meth:`check_state_dict`).
+        """
+        self.check_state_dict(state_dict)
+        self.__dict__.update(copy.deepcopy(dict(state_dict)))
+
+    def check_state_dict(self, state_dict: Any) -> None:
+        """Raise if :meth:`load_state_dict` would refuse ``state_dict``; change nothing.
+
+        The state must hold exactly the keys this scheduler's own state has (never
+        ``optimizer``), each of the same kind (a whole number, a finite number, a flag,
+        text, a list of these), one learning rate per parameter group, and values the
+        schedule can step from (``_check_values`` of each scheduler).
+
+        Raises:
+            ValueError: a key is missing or unexpected, or a value is out of range.
+            TypeError: a value has the wrong type.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"a scheduler state is a dict, not a {type(state_dict).__name__}")
+        own = self.state_dict()
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if missing or unexpected:
+            raise ValueError(
+                f"the {type(self).__name__} state "
+                + "; ".join(
+                    f"{label} {', '.join(map(repr, keys))}"
+                    for label, keys in (("lacks", missing), ("has unexpected", unexpected))
+                    if keys
+                )
+            )
+        for k, template in own.items():
+            _check_like(k, template, state_dict[k])
+        n = len(self.optimizer.param_groups)
+        for k in ("base_lrs", "_last_lr"):
+            if k in own and len(state_dict[k]) != n:
+                raise ValueError(f"{k} has {len(state_dict[k])} values for {n} parameter groups")
+        _whole("last_epoch", state_dict, -1)
+        _whole("_step_count", state_dict, 0)
+        self._check_values(state_dict)
+
+    def _check_values(self, state: Mapping[str, Any]) -> None:
+        """Each scheduler's own limits on its state's values (its keys and kinds are checked)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(last_epoch={self.last_epoch}, lr={self.get_last_lr()})"
@@ -98,6 +145,9 @@ class StepLR(LRScheduler):
         self.step_size = step_size
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
+
+    def _check_values(self, state: Mapping[str, Any]) -> None:
+        _whole("step_size", state, 1)
 
     def get_lr(self) -> list[float]:
         groups = self.optimizer.param_groups
@@ -120,6 +170,9 @@ class CosineAnnealingLR(LRScheduler):
         self.T_max = T_max
         self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)
+
+    def _check_values(self, state: Mapping[str, Any]) -> None:
+        _whole("T_max", state, 1)
 
     def get_lr(self) -> list[float]:
         groups = self.optimizer.param_groups
@@ -248,6 +301,19 @@ class OneCycleLR(LRScheduler):
                     group["base_momentum"] = lo
         super().__init__(optimizer, last_epoch)
 
+    def _check_values(self, state: Mapping[str, Any]) -> None:
+        _whole("total_steps", state, 1)
+        if state["last_epoch"] > state["total_steps"]:
+            raise ValueError(
+                f"last_epoch {state['last_epoch']} is past total_steps {state['total_steps']}"
+            )
+        if state["anneal_strategy"] not in ("cos", "linear"):
+            raise ValueError(f"anneal_strategy is {state['anneal_strategy']!r}, not cos or linear")
+        names = {"initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"}
+        for i, phase in enumerate(state["_schedule_phases"]):
+            if not set(phase[1:]) <= names:
+                raise ValueError(f"_schedule_phases[{i}] names {phase[1:]}, not among {names}")
+
     def _anneal(self, start: float, end: float, pct: float) -> float:
         if self.anneal_strategy == "cos":
             return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
@@ -289,3 +355,50 @@ def _per_group(name: str, groups: list[dict[str, Any]], value: Any) -> list[floa
             raise ValueError(f"{name} has {len(value)} values for {len(groups)} parameter groups")
         return [float(v) for v in value]
     return [float(value)] * len(groups)
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return "a flag (True or False)"
+    if isinstance(v, numbers.Real):
+        return "a finite number"
+    if isinstance(v, str):
+        return "text"
+    if isinstance(v, list | tuple):
+        return "a list"
+    return "None" if v is None else type(v).__name__
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # a whole number too large for a float
+        return False
+
+
+def _check_like(where: str, template: Any, value: Any) -> None:
+    """``value`` must be of ``template``'s kind; lists element by element (a list whose
+    elements are all of one kind may have any length)."""
+    kind = _kind(template)
+    if _kind(value) != kind or (kind == "a finite number" and not _finite(value)):
+        raise TypeError(f"{where} is {value!r}, not {kind}")
+    if kind != "a list":
+        return
+    if len({_kind(t) for t in template}) <= 1:
+        if template:
+            for i, v in enumerate(value):
+                _check_like(f"{where}[{i}]", template[0], v)
+        elif value:
+            raise ValueError(f"{where} is {value!r}, not an empty list")
+        return
+    if len(value) != len(template):
+        raise ValueError(f"{where} has {len(value)} entries, not {len(template)}")
+    for i, (t, v) in enumerate(zip(template, value)):
+        _check_like(f"{where}[{i}]", t, v)
+
+
+def _whole(key: str, state: Mapping[str, Any], least: int) -> None:
+    """``state[key]`` must be a whole number of at least ``least``."""
+    v = state[key]
+    if not (isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= least):
+        raise ValueError(f"{key} is {v!r}, not a whole number >= {least}")

@@ -12,7 +12,9 @@ to an ``.npz`` file and loaded back on any backend.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+import numbers
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import backend as _backend
@@ -118,6 +120,13 @@ class Optimizer:
                 yield p
 
     # ------------------------------------------------------------ state
+    def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
+        """The names a parameter's state must hold once it holds any (for a group with
+        these settings); :meth:`check_state_dict` refuses a state that lacks one. None
+        by default; an optimiser whose :meth:`step` reads names it did not create lists them.
+        """
+        return ()
+
     def _index(self) -> list[Parameter]:
         return [p for g in self.param_groups for p in g["params"]]
 
@@ -145,49 +154,124 @@ class Optimizer:
 
         Each saved array is copied into the array library and dtype of the parameter
         it belongs to, so a state saved with NumPy arrays loads into a model on CuPy.
+        The whole state is checked first (:meth:`check_state_dict`): a state that does
+        not fit changes nothing.
 
         Raises:
-            ValueError: the number of groups or of parameters per group differs.
+            ValueError, TypeError: what does not fit (see :meth:`check_state_dict`).
         """
-        groups = state_dict["param_groups"]
+        groups, state = self._checked_state(state_dict)
+        restored = {
+            p: {
+                name: (
+                    _backend.array_like(v, p.data)
+                    if name in self._state_arrays and v is not None
+                    else v
+                )
+                for name, v in s.items()
+            }
+            for p, s in state
+        }
+        for own, saved in zip(self.param_groups, groups):
+            own.update(saved)
+        self.state = restored
+
+    def check_state_dict(self, state_dict: Any) -> None:
+        """Raise if :meth:`load_state_dict` would refuse ``state_dict``; change nothing.
+
+        Checked: the layout (``"state"`` and ``"param_groups"``); as many groups, of as
+        many parameters, as this optimiser has, numbered once each; every
+        hyper-parameter of the defaults, of the same kind (a finite number, a flag, a
+        pair such as ``betas``) and within range; per-parameter state of the names this
+        optimiser keeps (``_state_arrays``, and a ``step`` count), each array of its
+        parameter's shape and of a numeric dtype. Arrays are only looked at through
+        ``shape`` and ``dtype``, so declared shapes can be checked before data is read.
+
+        Raises:
+            ValueError: a value, a count or a shape does not fit.
+            TypeError: a value has the wrong type.
+        """
+        self._checked_state(state_dict)
+
+    def _checked_state(self, state_dict: Any) -> tuple[list[dict[str, Any]], list[tuple]]:
+        """(each group's new hyper-parameters, [(parameter, its state)]) after every check."""
+        name = type(self).__name__
+        if not isinstance(state_dict, Mapping) or set(state_dict) != {"state", "param_groups"}:
+            raise TypeError("an optimizer state is a dict of 'state' and 'param_groups'")
+        groups, saved_state = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(groups, list | tuple) or not all(isinstance(g, Mapping) for g in groups):
+            raise TypeError("the optimizer state's param_groups is not a list of dicts")
         if len(groups) != len(self.param_groups):
             raise ValueError(
                 f"optimizer state has {len(groups)} parameter groups, this "
-                f"{type(self).__name__} has {len(self.param_groups)}"
+                f"{name} has {len(self.param_groups)}"
             )
-        for saved, own in zip(groups, self.param_groups):
-            if len(saved["params"]) != len(own["params"]):
+        n_params = sum(len(g["params"]) for g in self.param_groups)
+        by_index: dict[int, Parameter] = {}
+        group_of = {id(p): gi for gi, g in enumerate(self.param_groups) for p in g["params"]}
+        new_groups = []
+        for gi, (saved, own) in enumerate(zip(groups, self.param_groups)):
+            ids = saved.get("params")
+            if not isinstance(ids, list | tuple) or not all(_is_int(i) for i in ids):
+                raise TypeError(f"param_groups[{gi}]['params'] is not a list of indices")
+            if len(ids) != len(own["params"]):
                 raise ValueError(
-                    f"optimizer state has a group of {len(saved['params'])} parameters where "
-                    f"this {type(self).__name__} has {len(own['params'])}; it was saved for "
+                    f"optimizer state has a group of {len(ids)} parameters where "
+                    f"this {name} has {len(own['params'])}; it was saved for "
                     "another model"
                 )
-        by_index = {}
-        for saved, own in zip(groups, self.param_groups):
-            for i, p in zip(saved["params"], own["params"]):
+            for i, p in zip(ids, own["params"]):
+                if not 0 <= i < n_params:
+                    raise ValueError(f"param_groups[{gi}] names parameter {i} of {n_params}")
+                if int(i) in by_index:
+                    raise ValueError(f"param_groups[{gi}] names parameter {i} a second time")
                 by_index[int(i)] = p
-        for saved, own in zip(groups, self.param_groups):
+            new = {}
+            for k in self.defaults:
+                if k not in saved:
+                    raise ValueError(f"param_groups[{gi}] has no {k!r}")
             for k, v in saved.items():
-                if k == "params":
-                    continue
-                own[k] = tuple(v) if isinstance(self.defaults.get(k), tuple) else v
-        self.state = {}
-        for key, s in state_dict["state"].items():
-            p = by_index.get(int(key))
+                if k != "params":
+                    new[k] = _checked_hyper(f"param_groups[{gi}][{k!r}]", k, v, self.defaults)
+            new_groups.append(new)
+        if not isinstance(saved_state, Mapping):
+            raise TypeError("the optimizer state's 'state' is not a dict")
+        state = []
+        for key, s in saved_state.items():
+            index = int(key) if isinstance(key, str) and key.isdecimal() else key
+            p = by_index.get(index) if _is_int(index) else None
             if p is None:
-                raise ValueError(f"optimizer state names parameter {key}, which does not exist")
-            restored: dict[str, Any] = {}
-            for name, value in s.items():
-                if name in self._state_arrays and value is not None:
+                raise ValueError(f"optimizer state names parameter {key!r}, which does not exist")
+            if not isinstance(s, Mapping):
+                raise TypeError(f"the state of parameter {key} is not a dict")
+            for what, value in s.items():
+                where = f"optimizer state {what!r} of parameter {key}"
+                if what in self._state_arrays:
+                    if value is None:
+                        continue
+                    if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+                        raise TypeError(f"{where} is a {type(value).__name__}, not an array")
                     if tuple(value.shape) != tuple(p.data.shape):
                         raise ValueError(
-                            f"optimizer state {name!r} of parameter {key} has shape "
-                            f"{tuple(value.shape)}, the parameter has {tuple(p.data.shape)}"
+                            f"{where} has shape {tuple(value.shape)}, the parameter has "
+                            f"{tuple(p.data.shape)}"
                         )
-                    restored[name] = _backend.array_like(value, p.data)
+                    if value.dtype.kind not in "biuf" or value.dtype.names is not None:
+                        raise TypeError(f"{where} holds {value.dtype} values, not numbers")
+                elif what == "step":
+                    if not (_is_int(value) and value >= 0):
+                        raise TypeError(f"{where} is {value!r}, not a count of steps")
                 else:
-                    restored[name] = value
-            self.state[p] = restored
+                    keeps = ", ".join([*self._state_arrays, "step"])
+                    raise ValueError(f"{where} is not one that {name} keeps ({keeps})")
+            group = {**self.param_groups[group_of[id(p)]], **new_groups[group_of[id(p)]]}
+            lacking = [k for k in self._required_state(group) if s and k not in s]
+            if lacking:
+                raise ValueError(f"the state of parameter {key} lacks {', '.join(lacking)}")
+            state.append((p, dict(s)))
+        if len(state) != len({id(p) for p, _ in state}):
+            raise ValueError("optimizer state names a parameter twice")
+        return new_groups, state
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -198,3 +282,51 @@ class Optimizer:
                     lines.append(f"    {k}: {g[k]}")
         lines.append(")")
         return "\n".join(lines)
+
+
+_NON_NEGATIVE = ("lr", "momentum", "dampening", "weight_decay", "eps")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    """A finite number (not a flag); a whole number too large for a float is not one."""
+    if not isinstance(v, numbers.Real) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
+def _checked_hyper(where: str, key: str, value: Any, defaults: dict[str, Any]) -> Any:
+    """A saved hyper-parameter, checked against the kind of its default (if it has one)."""
+    default = defaults.get(key)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise TypeError(f"{where} is {value!r}, not True or False")
+        return value
+    if isinstance(default, tuple):
+        if not (
+            isinstance(value, list | tuple)
+            and len(value) == len(default)
+            and all(_is_real(v) for v in value)
+        ):
+            raise TypeError(f"{where} is {value!r}, not {len(default)} finite numbers")
+        if key == "betas" and not all(0.0 <= v < 1.0 for v in value):
+            raise ValueError(f"{where} is {value!r}; both must be in [0, 1)")
+        return tuple(value)
+    if isinstance(default, numbers.Real) or key in _NON_NEGATIVE:
+        if not _is_real(value):
+            raise TypeError(f"{where} is {value!r}, not a finite number")
+        if key in _NON_NEGATIVE and value < 0:
+            raise ValueError(f"{where} is {value!r}; it must not be negative")
+        return value
+    # a setting a scheduler added (initial_lr, max_momentum, ...): a plain value
+    if value is None or isinstance(value, bool | str) or _is_real(value):
+        return value
+    if isinstance(value, list | tuple) and all(_is_real(v) for v in value):
+        return list(value)
+    raise TypeError(f"{where} is {value!r}, not a number, flag or text")

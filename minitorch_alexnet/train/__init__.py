@@ -3,27 +3,35 @@
 In Python::
 
     from minitorch_alexnet.train import TrainConfig, train
-    history = train(TrainConfig(model="tiny", dataset="synthetic", epochs=2, out="runs/tiny"))
-    history[-1]["test_acc"]  # one dict per epoch, as in out/metrics.json
+    history = train(TrainConfig(model="tiny", dataset="synthetic", epochs=2))
+    history[-1]["test_acc"]  # one dict per epoch, as in runs/cifar/<n>/metrics.json
+
+Each run writes into a new numbered folder, ``runs/cifar/1``, ``runs/cifar/2``, ...,
+unless ``out`` names one; a folder that holds a run is refused unless ``resume``
+continues it or ``overwrite`` replaces it, and a folder another run is using is
+refused too.
 
 From the shell, ``examples/train_cifar.py`` turns its flags into a :class:`TrainConfig`
 and calls :func:`run` (:func:`train` with exit codes: 0 done, 2 a problem the user
 can fix, 3 diverged, 130 interrupted).
 
-Two modules, to read in this order:
+Three modules, to read in this order:
 
 * :mod:`.loop` -- the loop itself: one step (forward, loss, backward, optimiser
-  step), one epoch of steps, and evaluation;
-* :mod:`.trainer` -- a whole run: the settings, building the data, model and
-  optimiser, the epochs, and the files (``metrics.json``, ``curves.png``, an
-  atomic ``checkpoint.npz`` after every epoch, the check that a resume uses the
-  same settings).
+  step), one epoch of steps, evaluation, and the check that the weights and
+  statistics are finite;
+* :mod:`.trainer` -- a whole run: the settings (and their checks), building the
+  data, model and optimiser, the epochs, an atomic ``checkpoint.npz`` after every
+  epoch, and the check that a resume uses the same settings;
+* :mod:`.rundir` -- the run's folder: which one, the lock that keeps a second run
+  out, and its files (``metrics.json``, ``curves.png``).
 """
 
 from .loop import Diverged, evaluate, make_train_step, train_one_epoch
-from .trainer import TrainConfig, TrainingError, run, train
+from .trainer import ConfigError, TrainConfig, TrainingError, run, train
 
 __all__ = [
+    "ConfigError",
     "Diverged",
     "TrainConfig",
     "TrainingError",

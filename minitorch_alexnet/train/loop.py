@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .. import backend as B
 from .. import data, nn, optim
 
-__all__ = ["Diverged", "evaluate", "make_train_step", "train_one_epoch"]
+__all__ = ["Diverged", "check_finite_state", "evaluate", "make_train_step", "train_one_epoch"]
 
 LOG_EVERY = 20  # steps between progress-bar updates (the only times the loss is read)
 
@@ -30,7 +30,7 @@ Step = Callable[[Any, Any], tuple[Any, Any]]  # (images, labels) -> (loss, numbe
 
 
 class Diverged(Exception):
-    """The loss became NaN or infinite."""
+    """The loss, a weight or a statistic became NaN or infinite."""
 
 
 def input_side(model: nn.Module) -> int:
@@ -155,3 +155,28 @@ def evaluate(
             logits = model(resize_nearest(images, side))
             meter.update(criterion(logits, labels), count_correct(logits, labels), len(labels))
     return meter.read()
+
+
+def check_finite_state(model: nn.Module, optimizer: optim.SGD, when: str) -> None:
+    """Raise :class:`Diverged` naming any parameter, buffer or momentum buffer with NaN or inf.
+
+    The loss can stay finite while, say, a BatchNorm running variance overflows, so a
+    run calls this before it writes a checkpoint. Every array is tested on the device
+    and one flag is read back: one wait per call, none added to the steps.
+    """
+    arrays = dict(model.state_dict())
+    names = [name for name, _ in model.named_parameters()]  # the optimiser's order
+    for index, state in optimizer.state_dict()["state"].items():
+        owner = names[index] if index < len(names) else f"parameter {index}"
+        arrays.update({f"{key} of {owner}": a for key, a in state.items()})
+    floats = {k: a for k, a in arrays.items() if getattr(a, "dtype", None) is not None}
+    floats = {k: a for k, a in floats.items() if a.dtype.kind == "f"}
+    if not floats:
+        return
+    xp = B.get_backend().xp
+    finite = xp.stack([xp.isfinite(a).all() for a in floats.values()])
+    if bool(finite.all()):  # the one read from the device
+        return
+    bad = [name for name, ok in zip(floats, B.to_numpy(finite)) if not ok]
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    raise Diverged(f"{', '.join(bad[:3])}{more} became NaN or infinite {when}")

@@ -1,16 +1,17 @@
 """A training run: its settings, its set-up, its files, and the loop over epochs.
 
-:class:`TrainConfig` holds every setting; :func:`train` builds the backend, data,
-model and optimiser from it, then for each epoch trains (:mod:`.loop`), evaluates,
-and rewrites ``metrics.json`` and ``checkpoint.npz``; at the end it draws
-``curves.png``. Before the first epoch, a resume restores a checkpoint and checks
-that it was written with the same settings. :func:`run` is :func:`train` with the
-command line's messages and exit codes.
+:class:`TrainConfig` holds every setting (and refuses those that cannot work);
+:func:`train` takes the run's folder (:mod:`.rundir`: a new numbered one unless
+``out`` names one, locked while the run lasts), builds the backend, data, model and
+optimiser, then for each epoch trains (:mod:`.loop`), evaluates, checks that the
+weights and statistics are still finite, and rewrites ``metrics.json`` and
+``checkpoint.npz``; at the end it draws ``curves.png``. Before the first epoch, a
+resume restores a checkpoint and checks that it was written with the same settings.
+:func:`run` is :func:`train` with the command line's messages and exit codes.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -22,14 +23,29 @@ from tqdm.auto import tqdm
 
 from .. import backend as B
 from .. import data, nn, optim
-from ..checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from ..checkpoint import CheckpointError, SaveInterrupted, load_checkpoint, save_checkpoint
 from ..models import MODELS, build_model
-from .loop import Diverged, evaluate, graphed, make_train_step, train_one_epoch
+from .loop import (
+    Diverged,
+    check_finite_state,
+    evaluate,
+    graphed,
+    make_train_step,
+    train_one_epoch,
+)
+from .rundir import (
+    RUNS_DIR,
+    TrainingError,
+    clear_run,
+    plot_curves,
+    run_folder,
+    write_json_atomic,
+)
 
-__all__ = ["TrainConfig", "TrainingError", "run", "train"]
+__all__ = ["ConfigError", "TrainConfig", "TrainingError", "run", "train"]
 
-EXIT_BAD_INPUT = 2  # missing data, bad flags, a checkpoint that does not fit
-EXIT_DIVERGED = 3  # NaN or infinite loss
+EXIT_BAD_INPUT = 2  # missing data, bad flags, a folder in use or holding a run, a bad checkpoint
+EXIT_DIVERGED = 3  # NaN or infinite loss, weight or statistic
 EXIT_INTERRUPTED = 130  # Ctrl-C
 # settings that must not change between a run and its resume
 RESUME_KEYS = (
@@ -49,10 +65,24 @@ RESUME_KEYS = (
 )
 # settings added in later versions: a checkpoint without them was written with these
 RESUME_DEFAULTS = {"label_smoothing": 0.0}
+# whole-number settings (None allowed where marked) and the least value of each
+WHOLE_NUMBERS = {"epochs": 1, "batch_size": 1, "seed": 0}
+OPTIONAL_WHOLE_NUMBERS = {"subset": 1, "test_subset": 1, "stop_after": 1}
+# real-number settings: the test each must pass (NaN and infinity never do), and its wording
+REAL_NUMBERS = {
+    "lr": (lambda v: v > 0, "a positive number"),
+    "weight_decay": (lambda v: v >= 0, "zero or a positive number"),
+    "momentum": (lambda v: 0 < v < 1, "between 0 and 1 (Nesterov momentum needs more than 0)"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "at least 0 and less than 1"),
+}
 
 
-class TrainingError(Exception):
-    """A problem the user can fix (bad settings, missing data, a checkpoint that does not fit)."""
+class ConfigError(ValueError):
+    """A setting that cannot work: ``field`` names it, ``reason`` says what it must be."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field} {reason}")
+        self.field, self.reason = field, reason
 
 
 # ---------------------------------------------------------------- the settings
@@ -78,8 +108,9 @@ class TrainConfig:
     subset: int | None = None  # train on the first N images (None: all)
     test_subset: int | None = None  # test on the first M images (None: all)
     augment: bool = True  # random crops and horizontal flips
-    out: str | Path = "runs/cifar"  # folder for metrics.json, curves.png, checkpoint.npz
-    resume: bool = False  # continue from out/checkpoint.npz if there is one
+    out: str | Path | None = None  # the run's folder; None: a new one, runs/cifar/<number>
+    resume: bool = False  # continue from out/checkpoint.npz (out None: the latest run's)
+    overwrite: bool = False  # replace the run that out holds (refused otherwise)
     stop_after: int | None = None  # stop after this many epochs of this call
     seed: int = 0  # initialisation, shuffling, augmentation and dropout
     backend: str | None = None  # "numba", "numpy", "cupy"; None: cupy with a GPU, else numba
@@ -87,14 +118,41 @@ class TrainConfig:
     progress: bool = True  # progress bars (only ever on a terminal)
 
     def __post_init__(self) -> None:
+        """Refuse, with a :class:`ConfigError` naming the setting, anything that cannot work."""
         if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
+            raise ConfigError("model", f"must be one of {', '.join(MODELS)}, not {self.model!r}")
         if self.dataset not in ("auto", "cifar10", "synthetic"):
-            raise ValueError(f"dataset must be auto, cifar10 or synthetic, not {self.dataset!r}")
-        for name in ("epochs", "batch_size", "subset", "test_subset", "stop_after"):
+            raise ConfigError(
+                "dataset", f"must be auto, cifar10 or synthetic, not {self.dataset!r}"
+            )
+        for name, least in {**WHOLE_NUMBERS, **OPTIONAL_WHOLE_NUMBERS}.items():
             value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be positive, not {value}")
+            if value is None and name in OPTIONAL_WHOLE_NUMBERS:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                what = "a positive whole number" if least else "a whole number, 0 or more"
+                raise ConfigError(name, f"must be {what}, not {value!r}")
+        for name, (ok, what) in REAL_NUMBERS.items():
+            value = getattr(self, name)
+            real = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (real and math.isfinite(value) and ok(value)):
+                raise ConfigError(name, f"must be {what}, not {value!r}")
+        if self.out is not None and not str(self.out).strip():
+            raise ConfigError(
+                "out",
+                f"must name a folder, not {str(self.out)!r} (leave it out and each run "
+                f"gets a new numbered folder under {RUNS_DIR})",
+            )
+        if self.overwrite and self.resume:
+            raise ConfigError(
+                "overwrite", "contradicts --resume: one continues the run in --out, one replaces it"
+            )
+        if self.overwrite and self.out is None:
+            raise ConfigError(
+                "overwrite",
+                f"needs --out: without it a run gets a new folder under {RUNS_DIR} and replaces "
+                "nothing",
+            )
 
 
 # ---------------------------------------------------------------- set-up
@@ -134,7 +192,7 @@ def load_data(config: TrainConfig) -> data.DatasetSplits:
                 ),
                 file=sys.stderr,
             )
-        except data.CorruptDatasetError as e:
+        except data.DatasetError as e:  # damaged files, a full disk, a folder in the way
             raise TrainingError(str(e)) from None
     if splits is None:
         if config.dataset == "synthetic":
@@ -169,38 +227,25 @@ def make_optimizer(
     return optimizer, scheduler
 
 
+def check_batch_statistics(model: nn.Module, config: TrainConfig, n_train: int) -> None:
+    """Refuse training batches of one image when the model has BatchNorm1d.
+
+    BatchNorm1d estimates a variance per feature from the batch, which one image
+    cannot give. A last batch smaller than the others is dropped (``drop_last``), so
+    the smallest batch is ``batch_size``, or all the training images if fewer.
+    """
+    if min(config.batch_size, n_train) > 1:
+        return
+    if not any(isinstance(m, nn.BatchNorm1d) for m in model.modules()):
+        return
+    fix = "--batch-size 2 or more" if config.batch_size == 1 else "at least 2 training images"
+    raise TrainingError(
+        f"{config.model} cannot train on batches of 1 image: its BatchNorm1d layers estimate "
+        f"a variance from each batch, which takes at least 2 images; use {fix}"
+    )
+
+
 # ---------------------------------------------------------------- bookkeeping
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """``obj`` as indented JSON, written atomically (readers never see half a file)."""
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"), binary=False)
-
-
-def plot_curves(path: Path, history: list[dict[str, float]], title: str) -> bool:
-    """Loss and accuracy against epoch, to ``path``; False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, label in (("train", "train"), ("test", "test")):
-        ax_loss.plot(epochs, [h[f"{key}_loss"] for h in history], marker="o", label=label)
-        ax_acc.plot(epochs, [100 * h[f"{key}_acc"] for h in history], marker="o", label=label)
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
-
-
 def settings_of(config: TrainConfig, dataset_name: str) -> dict[str, Any]:
     """The settings a resume must match (``RESUME_KEYS``), with the dataset actually used."""
     settings = {k: getattr(config, k) for k in RESUME_KEYS}
@@ -220,48 +265,71 @@ def resume_from(
     Raises :class:`TrainingError` if the file is unusable or was written with other
     ``settings`` (each difference is listed as ``key: saved -> now``).
     """
+
+    def same_settings(meta: dict[str, Any]) -> None:  # runs before anything is loaded
+        extra = meta.get("extra")
+        saved = extra.get("config") if isinstance(extra, dict) else None
+        if not isinstance(saved, dict):
+            raise TrainingError(
+                f"--resume: {path} holds no run settings (it was not written by a training "
+                "run, or was edited); start a new run with another --out"
+            )
+        diff = [
+            f"{k}: {saved.get(k, RESUME_DEFAULTS.get(k))!r} -> {settings[k]!r}"
+            for k in RESUME_KEYS
+            if saved.get(k, RESUME_DEFAULTS.get(k)) != settings[k]
+        ]
+        if diff:
+            raise TrainingError(
+                f"--resume: {path} was written with other settings ({'; '.join(diff)}). "
+                "Resume with the same flags, or choose another --out for a new run."
+            )
+
     try:
-        meta = load_checkpoint(path, model, optimizer, scheduler)
+        meta = load_checkpoint(path, model, optimizer, scheduler, check=same_settings)
     except CheckpointError as e:
         raise TrainingError(f"--resume: {e}") from None
-    saved = (meta.get("extra") or {}).get("config", {})
-    diff = [
-        f"{k}: {saved.get(k, RESUME_DEFAULTS.get(k))!r} -> {settings[k]!r}"
-        for k in RESUME_KEYS
-        if saved.get(k, RESUME_DEFAULTS.get(k)) != settings[k]
-    ]
-    if diff:
+    try:
+        check_finite_state(model, optimizer, f"before {path} was saved")
+    except Diverged as e:
         raise TrainingError(
-            f"--resume: {path} was written with other settings ({'; '.join(diff)}). "
-            "Resume with the same flags, or choose another --out for a new run."
-        )
+            f"--resume: {e}, so it cannot be continued; start a new run (a lower --lr helps)"
+        ) from None
     return int(meta["epoch"]), list(meta["extra"].get("history", []))
 
 
 # ---------------------------------------------------------------- the whole run
 def train(config: TrainConfig) -> list[dict[str, float]]:
-    """Train, evaluate after every epoch, and keep ``config.out`` up to date.
+    """Train, evaluate after every epoch, and keep the run's folder up to date.
 
-    After each epoch ``out/checkpoint.npz`` (atomic) and ``out/metrics.json`` are
-    rewritten; at the end ``out/curves.png`` is drawn (if matplotlib is installed).
+    The folder is ``config.out``, or a new numbered one under ``runs/cifar`` (with
+    ``resume``: the latest); it is locked while the run lasts, and one that already
+    holds a run is refused unless ``resume`` or ``overwrite`` says what to do with
+    it. After each epoch ``checkpoint.npz`` (atomic) and ``metrics.json`` are
+    rewritten; at the end ``curves.png`` is drawn (if matplotlib is installed).
 
     Returns the metrics history: one dict per completed epoch (resumed ones
     included) with ``epoch`` (1-based), ``train_loss``, ``train_acc``, ``test_loss``,
     ``test_acc``, ``seconds`` and ``images_per_second``.
 
     Raises :class:`TrainingError` for problems the user can fix, :class:`Diverged`
-    for a NaN or infinite loss, ``KeyboardInterrupt`` for Ctrl-C; after the last
-    two it has said on stderr which checkpoint is kept.
+    for a NaN or infinite loss, weight or statistic, ``KeyboardInterrupt`` for
+    Ctrl-C; after the last two it has said on stderr which checkpoint is kept.
     """
+    with run_folder(config.out, config.resume, config.overwrite) as out:
+        return train_in(out, config)
+
+
+def train_in(out: Path, config: TrainConfig) -> list[dict[str, float]]:
+    """:func:`train` in the folder ``out``, which the caller has chosen, locked and checked."""
     t_start = time.perf_counter()
     backend = pick_backend(config.backend)
     B.manual_seed(config.seed)
     splits = load_data(config)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.npz"
 
     model = build_model(config.model, num_classes=len(splits.classes))
+    check_batch_statistics(model, config, len(splits.train))
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     train_loader = data.DataLoader(
         splits.train,
@@ -278,18 +346,19 @@ def train(config: TrainConfig) -> list[dict[str, float]]:
         raise TrainingError(f"--cuda-graph needs --backend cupy (this run uses {backend})")
 
     start_epoch, history = 0, []
-    if config.resume:
-        if ckpt_path.is_file():
-            start_epoch, history = resume_from(ckpt_path, model, optimizer, scheduler, settings)
-            print(f"resuming from {ckpt_path} after epoch {start_epoch}")
-        else:
-            print(f"--resume: no checkpoint at {ckpt_path} yet; starting from scratch")
+    if config.resume and ckpt_path.is_file():
+        start_epoch, history = resume_from(ckpt_path, model, optimizer, scheduler, settings)
+        print(f"resuming from {ckpt_path} after epoch {start_epoch}")
+    elif config.resume:
+        print(f"--resume: no checkpoint at {ckpt_path} yet; starting from scratch")
+    if config.overwrite:
+        clear_run(out)  # the set-up worked: only now does the old run go
     n_params = sum(p.size for p in model.parameters())
     print(
-        f"dataset {splits.name} ({len(splits.train)} train / {len(splits.test)} test, "
-        f"from {splits.source}) | backend {backend} | model {config.model} "
-        f"({n_params:,} parameters) | {config.epochs} epochs of {len(train_loader)} steps, "
-        f"batch {config.batch_size}"
+        f"run folder {out} | dataset {splits.name} ({len(splits.train)} train / "
+        f"{len(splits.test)} test, from {splits.source}) | backend {backend} | model "
+        f"{config.model} ({n_params:,} parameters) | {config.epochs} epochs of "
+        f"{len(train_loader)} steps, batch {config.batch_size}"
     )
 
     last_epoch = config.epochs
@@ -300,6 +369,7 @@ def train(config: TrainConfig) -> list[dict[str, float]]:
     if config.cuda_graph:
         step = graphed(step, optimizer)
     epoch = start_epoch
+    saved = start_epoch  # the epoch checkpoint.npz holds
     try:
         for epoch in range(start_epoch, last_epoch):
             t0 = time.perf_counter()
@@ -313,6 +383,8 @@ def train(config: TrainConfig) -> list[dict[str, float]]:
             test_loss, test_acc = evaluate(model, test_loader, criterion)
             if not math.isfinite(test_loss):
                 raise Diverged(f"the test loss became {test_loss} after {desc}")
+            # finite losses do not prove finite weights: a BatchNorm variance can overflow
+            check_finite_state(model, optimizer, f"in {desc}")
             seconds = time.perf_counter() - t0
             history.append(
                 {
@@ -325,7 +397,7 @@ def train(config: TrainConfig) -> list[dict[str, float]]:
                     "images_per_second": rate,
                 }
             )
-            # only now, with every loss of the epoch finite, is the checkpoint replaced
+            # only now, with the epoch's losses and state finite, is the checkpoint replaced
             save_checkpoint(
                 ckpt_path,
                 model,
@@ -334,28 +406,23 @@ def train(config: TrainConfig) -> list[dict[str, float]]:
                 epoch=epoch + 1,
                 extra={"config": settings, "history": history},
             )
+            saved = epoch + 1
             write_json_atomic(out / "metrics.json", history)
             tqdm.write(
                 f"{desc}: train loss {train_loss:.4f} acc {train_acc:.2%} | test loss "
                 f"{test_loss:.4f} acc {test_acc:.2%} | {seconds:.1f} s | {rate:.0f} images/s"
             )
-    except KeyboardInterrupt:
-        done = len(history)
-        print(
-            f"\ninterrupted in epoch {epoch + 1}. "
-            + (
-                f"{ckpt_path} holds the last completed epoch ({done}); continue with --resume."
-                if done
-                else "No epoch was completed, so there is nothing to resume from."
-            ),
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt as e:
+        saving = isinstance(e, SaveInterrupted)  # the save says what the file holds now
+        if saving:
+            saved = e.held_epoch or 0
+        print(interrupted_message(epoch + 1, saving, ckpt_path, saved), file=sys.stderr)
         raise
     except Diverged as e:
-        kept = f"the last good checkpoint (epoch {len(history)}) is kept at {ckpt_path}"
+        kept = f"the last good checkpoint (epoch {saved}) is kept at {ckpt_path}"
         print(
             f"\nstopping: {e}. Training diverged; try a lower --lr. "
-            + (kept if history else "No checkpoint was written."),
+            + (kept if saved else "No checkpoint was written."),
             file=sys.stderr,
         )
         raise
@@ -374,9 +441,17 @@ def train(config: TrainConfig) -> list[dict[str, float]]:
         f"done: dataset {splits.name} | backend {backend} | model {config.model} | "
         f"best test accuracy {best['test_acc']:.2%} (epoch {best['epoch']}) | "
         f"final test accuracy {history[-1]['test_acc']:.2%} after epoch {history[-1]['epoch']} | "
-        f"total time {time.perf_counter() - t_start:.1f} s"
+        f"total time {time.perf_counter() - t_start:.1f} s | in {out}"
     )
     return history
+
+
+def interrupted_message(epoch: int, saving: bool, ckpt_path: Path, saved: int) -> str:
+    """What Ctrl-C leaves behind, as the checkpoint file has it (``saved``: its epoch)."""
+    where = f"while saving epoch {epoch}" if saving else f"in epoch {epoch}"
+    if not saved:
+        return f"\ninterrupted {where}. No checkpoint was saved, so there is nothing to resume."
+    return f"\ninterrupted {where}. {ckpt_path} holds epoch {saved}; continue with --resume."
 
 
 def run(config: TrainConfig) -> int:

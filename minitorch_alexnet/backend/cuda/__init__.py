@@ -8,7 +8,9 @@ below; ``OVERRIDES`` is the whole list, registered when the backend is first mad
 (col2im, max-pool backward) are *gathers*: each input pixel sums the entries that
 refer to it, in the reference's order, so they need no atomic adds and give the
 same result on every run. Per-channel sums (BatchNorm) run as a two-step reduction
-in double precision, also in a fixed order.
+in double precision, also in a fixed order. The kernels are written for float and
+double: every override is marked ``@via_float32()`` (``backend/half.py``), so float16
+calls run in float32.
 
 Beside the kernels: ``cublas.py`` (products that a CUDA graph can record),
 ``random.py`` (dropout's generator, its state on the device), ``graph.py`` (a

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import cupy as cp
 
+from ..half import via_float32
 from .indexed import CTYPE
 
 _BN_SOURCE = r"""
@@ -153,6 +154,7 @@ def _stats(x3: cp.ndarray) -> tuple[cp.ndarray, cp.ndarray]:
     return mean, var
 
 
+@via_float32(updates=("running_mean", "running_var"))
 def batchnorm_forward(
     x: cp.ndarray,
     weight: cp.ndarray | None,
@@ -188,6 +190,7 @@ def batchnorm_forward(
     return y.reshape(x.shape), ctx
 
 
+@via_float32()
 def batchnorm_backward(grad_out: cp.ndarray, ctx: dict) -> tuple:
     """See ``nn/batchnorm.py``: both sums by the two-step reduction, then dx, one kernel."""
     xhat, inv_std, gamma = ctx["xhat"], ctx["inv_std"], ctx["weight"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import cupy as cp
 
 from ..geometry import conv_geometry
+from ..half import via_float32
 from ..winograd.cuda import (
     winograd_conv2d,
     winograd_conv2d_input_grad,
@@ -33,10 +34,12 @@ def by_winograd(
     (5x5) and 1.3-3.0x (3x3, 7x7 maps too) faster than im2col for forward and dx,
     1.8-4.6x for dW (benchmarks/winograd_gpu.py, benchmarks/NOTES.md). Not with fewer
     than 16 input channels: with 3 (a first layer) the transforms cost more than the
-    multiplications they save (0.17 -> 0.25 ms for AlexNetCIFAR's conv1).
+    multiplications they save (0.17 -> 0.25 ms for AlexNetCIFAR's conv1). Nor for an
+    empty batch (N = 0), which im2col's products handle as they are.
     """
     return (
-        tuple(weight_shape[2:]) in ((5, 5), (3, 3))
+        x_shape[0] > 0
+        and tuple(weight_shape[2:]) in ((5, 5), (3, 3))
         and tuple(stride) == (1, 1)
         and groups == 1
         and x_shape[1] >= 16
@@ -75,6 +78,7 @@ def _stack_groups(parts: list[cp.ndarray]) -> cp.ndarray:
     return parts[0] if len(parts) == 1 else cp.concatenate(parts)
 
 
+@via_float32()
 def conv2d_forward(
     x: cp.ndarray,
     weight: cp.ndarray,
@@ -95,7 +99,8 @@ def conv2d_forward(
         N, O = x.shape[0], weight.shape[0]
         kh, kw, _, _, _, _, Ho, Wo = conv_geometry(x.shape, weight.shape[2:], stride, padding)
         cols = im2col(x, (kh, kw), stride, padding)  # (C*KH*KW, N*Ho*Wo)
-        w, cols_g = weight.reshape(G, O // G, -1), cols.reshape(G, -1, N * Ho * Wo)
+        w = weight.reshape(G, O // G, -1)
+        cols_g = cols.reshape(G, cols.shape[0] // G, N * Ho * Wo)  # sizes, not -1: N may be 0
         y = _stack_groups([matmul(w[g], cols_g[g]) for g in range(G)])  # Y_g = W_g X_g
         out = cnhw_to_nchw(y.reshape(O, N, Ho, Wo), bias)
     if not save:
@@ -107,6 +112,7 @@ def conv2d_forward(
     return out, ctx
 
 
+@via_float32()
 def conv2d_backward(grad_out: cp.ndarray, ctx: dict, input_grad: bool = True) -> tuple:
     """See ``nn/conv.py``: dW, dx and db by Winograd or by im2col, as forward ran."""
     x, weight, stride, padding, G = (
@@ -128,9 +134,9 @@ def conv2d_backward(grad_out: cp.ndarray, ctx: dict, input_grad: bool = True) ->
         return winograd_conv2d_input_grad(grad_out, weight, padding, x.shape[2:]), dw, db
     # dY laid out like Y: (O, N*Ho*Wo), by group; its row sums are db
     dy, db = nchw_to_cnhw(grad_out, sums=ctx["has_bias"])
-    dy = dy.reshape(G, O // G, -1)
+    dy = dy.reshape(G, O // G, dy[0].size)  # sizes, not -1: N may be 0
     cols = im2col(x, (kh, kw), stride, padding)  # redone from x
-    cols_g = cols.reshape(G, -1, cols.shape[1])
+    cols_g = cols.reshape(G, cols.shape[0] // G, cols.shape[1])
     dw = _stack_groups([matmul(dy[g], cols_g[g].T) for g in range(G)])  # dW_g = dY_g X_g^T
     del cols, cols_g  # freed before dX_col (the same size) is made
     if not input_grad:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import cupy as cp
 
+from ..half import via_float32
+
 _relu_forward = cp.ElementwiseKernel(
     "T x",
     "T y, bool positive",
@@ -15,6 +17,7 @@ _relu_backward = cp.ElementwiseKernel(
 )
 
 
+@via_float32()
 def relu_forward(x: cp.ndarray, save: bool = True) -> tuple[cp.ndarray, cp.ndarray | None]:
     """See ``nn/activation.py`` (y and the mask from one kernel)."""
     if not save:
@@ -23,6 +26,7 @@ def relu_forward(x: cp.ndarray, save: bool = True) -> tuple[cp.ndarray, cp.ndarr
     return y, positive
 
 
+@via_float32()
 def relu_backward(grad_out: cp.ndarray, positive: cp.ndarray) -> cp.ndarray:
     """See ``nn/activation.py`` (one kernel instead of a compare and a product)."""
     return _relu_backward(grad_out, positive)

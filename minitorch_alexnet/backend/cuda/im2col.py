@@ -5,6 +5,7 @@ from __future__ import annotations
 import cupy as cp
 
 from ..geometry import conv_geometry
+from ..half import via_float32
 from .indexed import CTYPE, IndexedKernel
 
 Pair = tuple[int, int]
@@ -85,6 +86,7 @@ _im2col_module = cp.RawModule(
 _IM2COL_BLOCKS = 4096  # enough blocks of 256 threads to fill the GPU a few times over
 
 
+@via_float32()
 def im2col(x: cp.ndarray, kernel_size: Pair, stride: Pair, padding: Pair) -> cp.ndarray:
     """See ``nn/im2col.py``: (N, C, H, W) -> (C*KH*KW, N*Ho*Wo)."""
     N, C, H, W = x.shape
@@ -105,6 +107,7 @@ def im2col(x: cp.ndarray, kernel_size: Pair, stride: Pair, padding: Pair) -> cp.
     return cols
 
 
+@via_float32()
 def col2im(
     cols: cp.ndarray, x_shape: tuple[int, ...], kernel_size: Pair, stride: Pair, padding: Pair
 ) -> cp.ndarray:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import cupy as cp
 
+from ..half import via_float32
 from .cublas import matmul
 
 
+@via_float32()
 def linear_forward(
     x: cp.ndarray, weight: cp.ndarray, bias: cp.ndarray | None, save: bool = True
 ) -> tuple[cp.ndarray, dict | None]:
@@ -17,6 +19,7 @@ def linear_forward(
     return y, (dict(x=x, weight=weight, has_bias=bias is not None) if save else None)
 
 
+@via_float32()
 def linear_backward(grad_out: cp.ndarray, ctx: dict, input_grad: bool = True) -> tuple:
     """See ``nn/linear.py``: dW = dy^T x and dx = dy W by cuBLAS, db = sum over n of dy."""
     x, weight = ctx["x"], ctx["weight"]

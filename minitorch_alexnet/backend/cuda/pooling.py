@@ -5,6 +5,7 @@ from __future__ import annotations
 import cupy as cp
 
 from ..geometry import conv_geometry
+from ..half import via_float32
 from .indexed import IndexedKernel
 
 Pair = tuple[int, int]
@@ -59,6 +60,7 @@ _maxpool_bwd = IndexedKernel(
 )
 
 
+@via_float32()
 def maxpool2d_forward(
     x: cp.ndarray, kernel_size: Pair, stride: Pair, padding: Pair, save: bool = True
 ) -> tuple[cp.ndarray, dict | None]:
@@ -75,6 +77,7 @@ def maxpool2d_forward(
     return out, dict(indices=idx, x_shape=x.shape, window=(kh, kw, sh, sw, ph, pw))
 
 
+@via_float32()
 def maxpool2d_backward(grad_out: cp.ndarray, ctx: dict) -> cp.ndarray:
     """See ``nn/pooling.py``: one thread per input pixel gathers the gradients of the
     windows it won, in output order; the window geometry bounds the search."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import cupy as cp
 
+from ..half import via_float32
+
 _sgd_plain = cp.ElementwiseKernel(
     "T grad, T lr, T weight_decay",
     "T p",
@@ -23,6 +25,7 @@ _sgd_momentum = cp.ElementwiseKernel(
 )
 
 
+@via_float32(updates=("p", "buf"))
 def sgd_step(
     p: cp.ndarray,
     grad: cp.ndarray,

@@ -15,6 +15,8 @@ run their reference, which is NumPy already.
   ``OPENBLAS_THREAD_TIMEOUT=4`` before NumPy is imported stops that.
 * Debugging: set ``NUMBA_DISABLE_JIT=1`` and these functions run as plain Python,
   so a debugger can step through them.
+* float16: Numba compiles no float16 arithmetic, so every override here is marked
+  ``@via_float32()`` (``backend/half.py``): float16 calls run in float32.
 """
 
 from __future__ import annotations

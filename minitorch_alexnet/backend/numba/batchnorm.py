@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ..half import via_float32
 from . import JIT
 
 # Sums are accumulated in float64 whatever the data type, so float32 statistics keep
@@ -79,6 +80,7 @@ def _bn_dx(dy, xhat, scale, sum_dy, sum_dy_xhat, batch_stats, dx):  # pragma: no
                     dx[n, c, k] = dy[n, c, k] * s
 
 
+@via_float32(updates=("running_mean", "running_var"))
 def batchnorm_forward(
     x: np.ndarray,
     weight: np.ndarray | None,
@@ -119,6 +121,7 @@ def batchnorm_forward(
     return y.reshape(x.shape), ctx
 
 
+@via_float32()
 def batchnorm_backward(grad_out: np.ndarray, ctx: dict) -> tuple[np.ndarray, ...]:
     """See ``nn/batchnorm.py``: both sums in one compiled pass per channel, dx in another."""
     xhat, inv_std, gamma = ctx["xhat"], ctx["inv_std"], ctx["weight"]

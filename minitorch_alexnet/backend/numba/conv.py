@@ -14,6 +14,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from ..geometry import conv_geometry
+from ..half import via_float32
 from . import JIT
 from .layout import cnhw_to_nchw, nchw_to_cnhw
 from .memory import columns
@@ -63,6 +64,7 @@ def _im2col(x_pad, kh, kw, start, cols):  # pragma: no cover - compiled
                 row[dst + k] = flat[src + start[k]]
 
 
+@via_float32()
 def im2col(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair) -> np.ndarray:
     """See ``nn/im2col.py``: (N, C, H, W) -> (C*KH*KW, N*Ho*Wo), in kept memory."""
     N, C, H, W = x.shape
@@ -106,6 +108,7 @@ def _col2im(cols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, blocks, dx):  # pr
                             dst[wo * sw + j - pw] += row[src + wo]
 
 
+@via_float32()
 def col2im(
     cols: np.ndarray, x_shape: tuple[int, ...], kernel_size: Pair, stride: Pair, padding: Pair
 ) -> np.ndarray:
@@ -124,6 +127,7 @@ def _stack_groups(parts: list[np.ndarray]) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+@via_float32()
 def conv2d_forward(
     x: np.ndarray,
     weight: np.ndarray,
@@ -140,7 +144,7 @@ def conv2d_forward(
     kh, kw, sh, sw, ph, pw, Ho, Wo = conv_geometry(x.shape, weight.shape[2:], stride, padding)
     cols = im2col(x, (kh, kw), stride, padding)  # (C*KH*KW, N*Ho*Wo)
     w = weight.reshape(G, O // G, -1)
-    cols_g = cols.reshape(G, -1, N * Ho * Wo)
+    cols_g = cols.reshape(G, cols.shape[0] // G, N * Ho * Wo)  # sizes, not -1: N may be 0
     y = _stack_groups([w[g] @ cols_g[g] for g in range(G)])  # Y_g = W_g X_g
     out = cnhw_to_nchw(y.reshape(O, N, Ho, Wo), bias)  # (N, O, Ho, Wo) + b[o], one pass
     if not save:
@@ -151,6 +155,7 @@ def conv2d_forward(
     return out, ctx
 
 
+@via_float32()
 def conv2d_backward(grad_out: np.ndarray, ctx: dict, input_grad: bool = True) -> Any:
     """See ``nn/conv.py``. dY's layout change and db in one pass; dW and dx from the
     columns channels last (``patches.py``), unless the columns were kept."""
@@ -165,12 +170,12 @@ def conv2d_backward(grad_out: np.ndarray, ctx: dict, input_grad: bool = True) ->
     kh, kw, sh, sw, ph, pw, _, _ = conv_geometry(x.shape, weight.shape[2:], stride, padding)
     # dY laid out like Y, (O, N*Ho*Wo) by group; the same pass adds up db = sum dY
     dy, db = nchw_to_cnhw(grad_out, sums=ctx["has_bias"])
-    dy = dy.reshape(G, O // G, -1)
+    dy = dy.reshape(G, O // G, dy[0].size)  # sizes, not -1: N may be 0
     cols = ctx["cols"]
     if cols is None:  # dW_g = dY_g X_g^T, X_col redone channels last
         dw = patches_weight_grad(dy, x, kh, kw, sh, sw, ph, pw)
     else:
-        cols_g = cols.reshape(G, -1, cols.shape[1])
+        cols_g = cols.reshape(G, cols.shape[0] // G, cols.shape[1])
         dw = _stack_groups([dy[g] @ cols_g[g].T for g in range(G)])
     del cols  # done with X_col here (the memory is free again unless ctx kept it)
     if not input_grad:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ..half import via_float32
 from . import JIT
 
 
@@ -18,6 +19,7 @@ def _relu_forward(x, y, positive, with_mask):  # pragma: no cover - compiled
             positive[k] = pos
 
 
+@via_float32()
 def relu_forward(x: np.ndarray, save: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """See ``nn/activation.py``: y and the mask [x > 0] in one pass."""
     x = np.ascontiguousarray(x)
@@ -34,6 +36,7 @@ def _relu_backward(dy, positive, dx):  # pragma: no cover - compiled
         dx[k] = dy[k] if positive[k] else dy[k] * 0
 
 
+@via_float32()
 def relu_backward(grad_out: np.ndarray, positive: np.ndarray) -> np.ndarray:
     """See ``nn/activation.py``: dy * [x > 0] in one pass, any shape."""
     dx = np.empty(grad_out.shape, dtype=grad_out.dtype)

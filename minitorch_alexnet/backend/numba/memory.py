@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 
@@ -21,10 +22,19 @@ class ColumnMemory:
     its columns, uses them and drops them, and a single buffer, the size of the
     largest column matrix, serves them all. The input gradient's product has the
     columns' size and comes after they are dropped, so it takes the same buffer.
+
+    Threads may share the pool (layers running in several threads at once): ``take``
+    holds a lock while it looks for a free buffer and makes its view, so no two
+    threads get the same buffer and none sees the list while another changes it. A
+    buffer only goes from taken to free while the lock is not held (its last view is
+    dropped), never back, so a buffer judged free inside the lock stays free until
+    the view is made. Threads working at once each hold a buffer of their own, so the
+    pool grows to one buffer per concurrent convolution, as it must.
     """
 
     def __init__(self) -> None:
         self._buffers: list[np.ndarray] = []  # flat blocks of bytes
+        self._lock = threading.Lock()
         # what getrefcount reports for a buffer that only this list refers to
         probe = [np.empty(1)]
         self._free_refs = sys.getrefcount(probe[0])
@@ -48,13 +58,17 @@ class ColumnMemory:
     def take(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """An array of ``shape``: a view of a free buffer, else of a new one (kept)."""
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        b = self._best_free(nbytes)
-        if b is None:
-            # free buffers too small for this request would only add to the footprint
-            self._buffers = [b for b in self._buffers if sys.getrefcount(b) > self._free_refs + 1]
-            b = np.empty(nbytes, dtype=np.uint8)
-            self._buffers.append(b)
-        return self._view(b, shape, dtype)
+        with self._lock:
+            b = self._best_free(nbytes)
+            if b is None:
+                # free buffers too small for this request would only add to the footprint
+                self._buffers = [
+                    b for b in self._buffers if sys.getrefcount(b) > self._free_refs + 1
+                ]
+                b = np.empty(nbytes, dtype=np.uint8)
+                self._buffers.append(b)
+            # the view is made inside the lock: from here on it marks the buffer as taken
+            return self._view(b, shape, dtype)
 
 
 columns = ColumnMemory()

@@ -6,6 +6,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..geometry import conv_geometry
+from ..half import via_float32
 from . import JIT
 
 Pair = tuple[int, int]
@@ -81,12 +82,15 @@ def _maxpool_fwd(x, kh, kw, sh, sw, ph, pw, out, idx):  # pragma: no cover - com
                 _whole_windows(plane, o, ix, h0, lo, hi, kh, kw, sw, pw)
 
 
+@via_float32()
 def maxpool2d_forward(
     x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair, save: bool = True
 ) -> tuple[np.ndarray, dict | None]:
     """See ``nn/pooling.py``. The context holds, instead of the window position of each
     maximum, its flat position h*W + w in the input plane (PyTorch's indices)."""
-    N, C = x.shape[:2]
+    N, C, H, W = x.shape
+    if H < 1 or W < 1:  # the kernel reads a real pixel of every window: there must be one
+        raise ValueError(f"maxpool2d_forward: images of H x W = {H} x {W} have no pixel")
     kh, kw, sh, sw, ph, pw, Ho, Wo = conv_geometry(x.shape, kernel_size, stride, padding)
     out = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     idx = np.empty((N, C, Ho, Wo), dtype=np.int64) if save else None
@@ -106,6 +110,7 @@ def _maxpool_bwd(g, idx, dx):  # pragma: no cover - compiled
                 plane[idx[n, c, ho, wo]] += g[n, c, ho, wo]
 
 
+@via_float32()
 def maxpool2d_backward(grad_out: np.ndarray, ctx: dict) -> np.ndarray:
     """See ``nn/pooling.py``: each gradient added onto the pixel at its flat index, in
     output order."""

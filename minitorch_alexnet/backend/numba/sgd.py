@@ -6,6 +6,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..dispatch import reference
+from ..half import via_float32
 from . import JIT
 
 
@@ -21,6 +22,7 @@ def _sgd(p, g, buf, has_buf, first, lr, momentum, keep, nesterov, wd):  # pragma
         p[k] = p[k] - lr * d
 
 
+@via_float32(updates=("p", "buf"))
 def sgd_step(
     p: np.ndarray,
     grad: np.ndarray,
