@@ -36,11 +36,13 @@ LAYER_PAGES = [
     "conv2d",
     "relu",
     "maxpool2d",
+    "avgpool",
     "batchnorm",
     "dropout",
     "linear",
     "lrn",
     "cross-entropy",
+    "softmax",
 ]
 RUNNABLE_PAGES = [
     "getting-started.md",

@@ -107,6 +107,49 @@ POOL = Unit(
     _pool,
 )
 
+
+def _avgpool(fn, dev, case) -> Outputs:
+    c, seed, dtype, ceil_mode, count_include_pad, divisor = case
+    x, opts = dev(normal(seed, c.x_shape, dtype)), (ceil_mode, count_include_pad, divisor)
+    y, ctx = fn("avgpool2d_forward")(x, c.kernel, c.stride, c.padding, *opts)
+    y_eval, none = fn("avgpool2d_forward")(x, c.kernel, c.stride, c.padding, *opts, save=False)
+    assert none is None
+    dx = fn("avgpool2d_backward")(dev(normal(seed + 1, y.shape, dtype)), ctx)
+    return {"avgpool2d_forward": [y, y_eval], "avgpool2d_backward": [dx]}
+
+
+AVGPOOL = Unit(
+    ("avgpool2d_forward", "avgpool2d_backward"),
+    st.tuples(
+        pool_cases(), seeds, dtypes, st.booleans(), st.booleans(), st.sampled_from([None, 3])
+    ),
+    _avgpool,
+)
+
+_adaptive_cases = st.tuples(
+    st.tuples(st.integers(0, 2), st.integers(1, 3), st.integers(1, 9), st.integers(1, 9)),
+    st.tuples(st.integers(1, 6), st.integers(1, 6)), seeds, dtypes,
+)  # fmt: skip
+
+
+def _adaptive(kind: str) -> Unit:
+    def run(fn, dev, case) -> Outputs:
+        shape, size, seed, dtype = case
+        x = dev(normal(seed, shape, dtype))
+        y, ctx = fn(f"adaptive_{kind}pool2d_forward")(x, size)
+        y_eval, none = fn(f"adaptive_{kind}pool2d_forward")(x, size, save=False)
+        assert none is None
+        dy = dev(normal(seed + 1, (y[0] if kind == "max" else y).shape, dtype))
+        dx = fn(f"adaptive_{kind}pool2d_backward")(dy, ctx)
+        ys = [*y, *y_eval] if kind == "max" else [y, y_eval]
+        return {f"adaptive_{kind}pool2d_forward": ys, f"adaptive_{kind}pool2d_backward": [dx]}
+
+    names = (f"adaptive_{kind}pool2d_forward", f"adaptive_{kind}pool2d_backward")
+    return Unit(names, _adaptive_cases, run)
+
+
+ADAPTIVE_AVG, ADAPTIVE_MAX = _adaptive("avg"), _adaptive("max")
+
 _bn_shapes = st.one_of(
     st.tuples(st.integers(2, 5), st.integers(1, 6)),  # BatchNorm1d: (N, C)
     st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 5), st.integers(1, 5)),
@@ -191,7 +234,7 @@ SGD = Unit(
     _sgd,
 )  # fmt: skip
 
-UNITS = [CONV, IM2COL, POOL, BATCHNORM, RELU, LINEAR, SGD]
+UNITS = [CONV, IM2COL, POOL, BATCHNORM, RELU, LINEAR, SGD, AVGPOOL, ADAPTIVE_AVG, ADAPTIVE_MAX]
 OVERRIDING = [  # the backends that override something, loaded where they can run
     pytest.param("numba", id="numba"),
     pytest.param("cupy", id="cupy", marks=[pytest.mark.gpu]),

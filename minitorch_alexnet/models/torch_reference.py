@@ -271,7 +271,7 @@ def build_torch_layer(layer: Any) -> Any:
     elif isinstance(layer, nn.Dropout):
         twin = tnn.Dropout(layer.p)
     elif isinstance(layer, nn.Flatten):
-        twin = tnn.Flatten(layer.start_dim)
+        twin = tnn.Flatten(layer.start_dim, layer.end_dim)
     else:
         raise TypeError(f"no PyTorch twin for {type(layer).__name__}")
     copy_weights_to_torch(layer, twin)

@@ -4,6 +4,8 @@ One small file per layer; each states its forward and backward math beside the c
 """
 
 from .activation import ReLU
+from .adaptive import AdaptiveAvgPool2d, AdaptiveMaxPool2d
+from .avgpool import AvgPool2d
 from .batchnorm import BatchNorm1d, BatchNorm2d
 from .container import Sequential
 from .conv import Conv2d
@@ -13,8 +15,12 @@ from .loss import CrossEntropyLoss
 from .lrn import LocalResponseNorm
 from .module import Module, Parameter, is_grad_enabled, no_grad
 from .pooling import MaxPool2d
+from .softmax import LogSoftmax, NLLLoss, Softmax
 
 __all__ = [
+    "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
+    "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
     "Conv2d",
@@ -23,11 +29,14 @@ __all__ = [
     "Flatten",
     "Linear",
     "LocalResponseNorm",
+    "LogSoftmax",
     "MaxPool2d",
     "Module",
+    "NLLLoss",
     "Parameter",
     "ReLU",
     "Sequential",
+    "Softmax",
     "is_grad_enabled",
     "no_grad",
 ]

@@ -107,27 +107,40 @@ class Linear(Module):
 
 
 class Flatten(Module):
-    """(N, d1, d2, ...) -> (N, d1*d2*...) from ``start_dim`` on (PyTorch's default start_dim=1)."""
+    """(N, d1, d2, ...) -> (N, d1*d2*...): the dimensions ``start_dim`` to ``end_dim``
+    (both included) joined into one, PyTorch's defaults start_dim=1, end_dim=-1."""
 
-    def __init__(self, start_dim: int = 1):
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
-        if isinstance(start_dim, bool) or not isinstance(start_dim, int):
-            raise TypeError(f"Flatten: start_dim must be an int, got {start_dim!r}")
-        self.start_dim = start_dim
+        for name, d in (("start_dim", start_dim), ("end_dim", end_dim)):
+            if isinstance(d, bool) or not isinstance(d, int):
+                raise TypeError(f"Flatten: {name} must be an int, got {d!r}")
+        self.start_dim, self.end_dim = start_dim, end_dim
 
     def extra_repr(self) -> str:
-        return f"start_dim={self.start_dim}"
+        return f"start_dim={self.start_dim}" + (
+            "" if self.end_dim == -1 else f", end_dim={self.end_dim}"
+        )
+
+    def _dims(self, input_shape: tuple[int, ...]) -> tuple[int, int]:
+        """start_dim and end_dim counted from 0. IndexError unless each is a dimension of
+        the input, ValueError if start comes after end, as in PyTorch."""
+        ndim = len(input_shape)
+        for name, d in (("start_dim", self.start_dim), ("end_dim", self.end_dim)):
+            if not -ndim <= d < ndim:
+                raise IndexError(
+                    f"{self._name()}: {name} {d} is out of range for a {ndim}-D input of "
+                    f"shape {tuple(input_shape)}: it must lie in [{-ndim}, {ndim - 1}]"
+                )
+        s, e = self.start_dim % ndim, self.end_dim % ndim
+        if s > e:
+            raise ValueError(f"{self._name()}: start_dim cannot come after end_dim")
+        return s, e
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """(N, d1, d2, ...) -> (N, d1*d2*...): the dimensions from ``start_dim`` on, joined.
-        IndexError unless ``start_dim`` is a dimension of the input, as in PyTorch."""
-        d, ndim = self.start_dim, len(input_shape)
-        if not -ndim <= d < ndim:
-            raise IndexError(
-                f"{self._name()}: start_dim {d} is out of range for a {ndim}-D input of shape "
-                f"{tuple(input_shape)}: it must lie in [{-ndim}, {ndim - 1}]"
-            )
-        return (*input_shape[:d], math.prod(input_shape[d:]))
+        """(N, d1, d2, ...) -> (N, d1*d2*...): the dimensions start_dim..end_dim, joined."""
+        s, e = self._dims(input_shape)
+        return (*input_shape[:s], math.prod(input_shape[s : e + 1]), *input_shape[e + 1 :])
 
     def flops(self, input_shape: tuple[int, ...]) -> int:
         """0: a reshape computes nothing."""
@@ -139,8 +152,9 @@ class Flatten(Module):
 
     def shape_rule(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> str:
         """The product, e.g. ``256*6*6 = 9216``."""
-        joined = "*".join(str(d) for d in input_shape[self.start_dim :])
-        return f"{joined} = {output_shape[-1]}"
+        s, e = self._dims(input_shape)
+        joined = "*".join(str(d) for d in input_shape[s : e + 1])
+        return f"{joined} = {output_shape[s]}"
 
     def forward(self, x: Any) -> Any:
         check_array(self, x)

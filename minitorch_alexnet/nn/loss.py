@@ -1,6 +1,6 @@
 """CrossEntropyLoss: softmax and negative log-likelihood in one, averaged over the batch.
 
-For logits z (N, K) and integer targets t (N,):
+For logits z (N, K) and integer targets t (N,), the plain case:
 
     log p[n, k] = z[n, k] - logsumexp_j z[n, j]        (computed stably: subtract max_j z first)
     loss        = -(1/N) * sum_n log p[n, t_n]
@@ -8,6 +8,10 @@ For logits z (N, K) and integer targets t (N,):
 Backward, the famous short form:
 
     dloss/dz[n, k] = (p[n, k] - [k == t_n]) / N
+
+Class weights, ``ignore_index``, label smoothing, the reductions and inputs (N, K, d1, ...)
+replace the one-hot [k == t_n] by a target distribution q and 1/N by the weight sum
+(NLLLoss's math, nn/softmax.py): dloss/dz[n, k] = g_n * (p[n, k] * sum_j q[n, j] - q[n, k]).
 """
 
 from __future__ import annotations
@@ -17,6 +21,15 @@ from typing import Any
 from ..backend import get_backend, host_xp, to_numpy
 from ._checks import check_array
 from .module import Module
+from .softmax import (
+    check_class_input,
+    check_loss_args,
+    class_weight,
+    log_softmax_backward,
+    log_softmax_forward,
+    nll_backward,
+    nll_forward,
+)
 
 
 class CrossEntropyLoss(Module):
@@ -28,7 +41,11 @@ class CrossEntropyLoss(Module):
         loss = crit(logits, targets)   # logits (N, K) float, targets (N,) int -> 0-d array
         dlogits = crit.backward()      # (N, K): gradient of the loss for the logits
 
-    ``backward(grad_out)`` also accepts an upstream scalar gradient (default 1).
+    ``backward(grad_out)`` also accepts an upstream gradient (default 1), of the loss's
+    shape. PyTorch's arguments: ``weight`` (one per class), ``ignore_index``,
+    ``reduction`` ("mean", "sum" or "none": the per-element losses), ``label_smoothing``,
+    and logits (N, K, d1, ...) with targets (N, d1, ...). The mean divides by the sum of
+    the weights of the targets not ignored: NaN for an empty batch, as in PyTorch.
 
     Targets outside ``[0, K)``: on the CPU the forward raises a ValueError. On the GPU,
     checking would read the targets back and stall every training step, and CuPy's
@@ -40,63 +57,65 @@ class CrossEntropyLoss(Module):
     stop with ``Diverged``.
     """
 
-    def __init__(self, label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        weight: Any = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ):
         super().__init__()
+        check_loss_args("CrossEntropyLoss", weight, ignore_index, reduction)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(
                 f"CrossEntropyLoss: label_smoothing must be in [0, 1), got {label_smoothing}"
             )
+        self.weight, self.ignore_index, self.reduction = weight, ignore_index, reduction
         self.label_smoothing = float(label_smoothing)
 
     def extra_repr(self) -> str:
-        return f"label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
+        parts = [] if self.reduction == "mean" else [f"reduction={self.reduction!r}"]
+        if self.label_smoothing:
+            parts.append(f"label_smoothing={self.label_smoothing}")
+        return ", ".join(parts)
 
     def forward(self, logits: Any, targets: Any) -> Any:
-        """logits (N, K), targets (N,) integers in [0, K) -> loss, a 0-d array."""
+        """logits (N, K, d1, ...), targets (N, d1, ...) integers in [0, K) or ignore_index
+        -> the loss: 0-d, or (N, d1, ...) with reduction "none"."""
         check_array(self, logits, "logits")
         xp = get_backend().xp
-        if logits.ndim != 2:
+        if logits.ndim < 2:
             raise ValueError(
-                "CrossEntropyLoss: logits must be (N, num_classes), got shape "
-                f"{tuple(logits.shape)}"
+                "CrossEntropyLoss: logits must be (N, num_classes) or (N, num_classes, d1, "
+                f"...), got shape {tuple(logits.shape)}"
             )
         if not isinstance(targets, xp.ndarray) or targets.dtype.kind not in "iu":
             raise _not_class_indices(targets)
-        N, K = logits.shape
-        if N == 0:
-            raise ValueError("CrossEntropyLoss: the batch is empty; the mean loss is undefined")
-        if targets.shape != (N,):
-            raise ValueError(
-                f"CrossEntropyLoss: targets must have shape ({N},) to match logits "
-                f"{tuple(logits.shape)}, got {tuple(targets.shape)}"
-            )
+        check_class_input("CrossEntropyLoss", logits, targets)
+        K, ii = logits.shape[1], self.ignore_index
+        weight = class_weight("CrossEntropyLoss", self.weight, logits)
         # The range check reads two numbers back from the device; on the GPU that would
         # stall every training step, so there the range is checked on the device and an
         # out-of-range target makes the loss NaN (see the class docstring and check()).
         bad = None
         object.__setattr__(self, "_range_flag", None)
+        out_of_range = (targets != ii) & ((targets < 0) | (targets >= K))
         if _checks_range_on_host():
-            if targets.min() < 0 or targets.max() >= K:
-                raise _range_error(targets, K)
+            if targets.size and out_of_range.any():
+                raise _range_error(targets, K, ii)
         else:
-            out_of_range = (targets < 0) | (targets >= K)
             bad = out_of_range.any()  # a 0-d device array: nothing is read back here
             seen = self.__dict__.get("_bad_seen")  # any bad step since the last check()
             if seen is None or not isinstance(seen, xp.ndarray):
                 seen = xp.zeros((), dtype=bool)
                 object.__setattr__(self, "_bad_seen", seen)
             xp.logical_or(seen, bad, out=seen)  # in place: a CUDA graph replays it too
-            object.__setattr__(self, "_range_flag", (bad, targets, K))
-            targets = targets.clip(0, K - 1)  # CuPy would wrap them; the loss is NaN anyway
-        z = logits - logits.max(axis=1, keepdims=True)  # stable: largest logit is 0
-        log_p = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))  # log softmax
-        rows = xp.arange(N)
+            object.__setattr__(self, "_range_flag", (bad, targets, K, ii))
+            targets = xp.where(out_of_range, 0, targets)  # CuPy would wrap; the loss is NaN
+        log_p = log_softmax_forward(logits, 1)
         eps = self.label_smoothing
-        nll = -log_p[rows, targets]  # -log p[n, t_n]
-        if eps:
-            nll = (1.0 - eps) * nll - eps * log_p.mean(axis=1)  # blend with the uniform target
-        self.save_for_backward(log_p=log_p, targets=targets, bad=bad)
-        loss = nll.mean()
+        loss, ctx = nll_forward(log_p, targets, weight, ii, self.reduction, eps)
+        self.save_for_backward(ctx, log_p=log_p, bad=bad)
         return loss if bad is None else xp.where(bad, loss.dtype.type("nan"), loss)
 
     def check(self) -> None:
@@ -108,9 +127,9 @@ class CrossEntropyLoss(Module):
         if seen is None or not bool(seen):
             return
         seen.fill(False)
-        bad, targets, K = self.__dict__["_range_flag"]
+        bad, targets, K, ignore_index = self.__dict__["_range_flag"]
         if bool(bad):
-            raise _range_error(targets, K)
+            raise _range_error(targets, K, ignore_index)
         raise ValueError(
             f"CrossEntropyLoss: an earlier forward pass since the last check() met targets "
             f"outside [0, {K}) (the last batch's are in range); that step's loss and gradient "
@@ -119,20 +138,15 @@ class CrossEntropyLoss(Module):
         )
 
     def backward(self, grad_out: Any = 1.0, *, input_grad: bool = True) -> Any:
-        """-> dloss/dlogits (N, K) = grad_out * (softmax - onehot) / N (None with
-        ``input_grad=False``: the loss has no parameters)."""
-        c = self.saved()
+        """-> dloss/dlogits = g * (softmax * sum_c q - q), logits' shape (q: the target
+        distribution, nn/softmax.py; g: grad_out, divided by the weight sum for "mean").
+        ``grad_out`` is the loss's shape ((N, d1, ...) for "none"), 1 by default. None with
+        ``input_grad=False``: the loss has no parameters."""
+        c = self.saved(None if isinstance(grad_out, (int, float)) else grad_out)
         if not input_grad:
             return None
-        log_p, t = c["log_p"], c["targets"]
-        N, K = log_p.shape
         xp = get_backend().xp
-        p = xp.exp(log_p)  # softmax
-        target = xp.zeros_like(p)
-        target[xp.arange(N), t] = 1.0 - self.label_smoothing
-        if self.label_smoothing:
-            target += self.label_smoothing / K
-        grad = (p - target) * (grad_out / N)
+        grad = log_softmax_backward(nll_backward(grad_out, c), c["log_p"], 1)
         bad = c.get("bad")  # a target out of range on the GPU: the gradient is NaN too
         return grad if bad is None else xp.where(bad, grad.dtype.type("nan"), grad)
 
@@ -143,7 +157,8 @@ def _checks_range_on_host() -> bool:
     return get_backend().device == "cpu"
 
 
-def _range_error(targets: Any, K: int) -> ValueError:
+def _range_error(targets: Any, K: int, ignore_index: int) -> ValueError:
+    targets = targets[targets != ignore_index]
     return ValueError(
         f"CrossEntropyLoss: targets must lie in [0, {K}), got values in "
         f"[{int(targets.min())}, {int(targets.max())}]; labels are class indices counted "
