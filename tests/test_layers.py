@@ -22,8 +22,9 @@ ORACLE_TOL = 1e-8  # float64 agreement with PyTorch
 
 def _conv(case) -> nn.Conv2d:
     return nn.Conv2d(
-        case.C, case.O, case.kernel, (case.sh, case.sw), (case.ph, case.pw), case.groups, case.bias
-    )
+        case.C, case.O, case.kernel, (case.sh, case.sw), (case.ph, case.pw),
+        groups=case.groups, bias=case.bias,
+    )  # fmt: skip
 
 
 def _pool(case) -> nn.MaxPool2d:

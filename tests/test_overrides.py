@@ -44,17 +44,26 @@ class Unit:
     run: Callable[[Callable[[str], Callable], Callable[[Any], Any], Any], Outputs]
 
 
+# dilation: (1, 1) runs the overrides' own kernels, the others their fallback to the
+# reference; a case is kept only where the dilated window still fits the padded input
+dilations = st.sampled_from([(1, 1), (1, 1), (2, 1), (1, 2), (2, 3)])
+
+
+def _fits(c: ConvCase, d: tuple[int, int]) -> bool:
+    return c.H + 2 * c.ph >= d[0] * (c.kh - 1) + 1 and c.W + 2 * c.pw >= d[1] * (c.kw - 1) + 1
+
+
 def _conv(fn, dev, case) -> Outputs:
-    c, seed, dtype = case
+    c, seed, dtype, d = case
     x = dev(normal(seed, c.x_shape, dtype))
     w = dev(normal(seed + 1, (c.O, c.C // c.groups, c.kh, c.kw), dtype))
     b = dev(normal(seed + 2, (c.O,), dtype)) if c.bias else None
-    y, ctx = fn("conv2d_forward")(x, w, b, c.stride, c.padding, c.groups)
-    y_eval, none = fn("conv2d_forward")(x, w, b, c.stride, c.padding, c.groups, save=False)
+    y, ctx = fn("conv2d_forward")(x, w, b, c.stride, c.padding, c.groups, dilation=d)
+    y_eval, none = fn("conv2d_forward")(x, w, b, c.stride, c.padding, c.groups, False, d)
     assert none is None
     dy = dev(normal(seed + 3, y.shape, dtype))
     dx, dw, db = fn("conv2d_backward")(dy, ctx, input_grad=True)
-    _, ctx = fn("conv2d_forward")(x, w, b, c.stride, c.padding, c.groups)
+    _, ctx = fn("conv2d_forward")(x, w, b, c.stride, c.padding, c.groups, dilation=d)
     no_dx, dw2, db2 = fn("conv2d_backward")(dy, ctx, input_grad=False)
     assert no_dx is None and (db is None) == (db2 is None) == (not c.bias)
     outs = {"conv2d_forward": [y, y_eval], "conv2d_backward": [dx, dw, dw2]}
@@ -72,30 +81,37 @@ _winograd_sized = st.builds(
 )  # fmt: skip
 CONV = Unit(
     ("conv2d_forward", "conv2d_backward"),
-    st.tuples(st.one_of(conv_cases(), _winograd_sized), seeds, dtypes),
+    st.tuples(st.one_of(conv_cases(), _winograd_sized), seeds, dtypes, dilations).filter(
+        lambda t: _fits(t[0], t[3])
+    ),
     _conv,
 )
 
 
 def _im2col(fn, dev, case) -> Outputs:
-    c, seed, dtype = case
-    cols = fn("im2col")(dev(normal(seed, c.x_shape, dtype)), c.kernel, c.stride, c.padding)
+    c, seed, dtype, d = case
+    window = (c.kernel, c.stride, c.padding, d)
+    cols = fn("im2col")(dev(normal(seed, c.x_shape, dtype)), *window)
     g = dev(normal(seed + 1, cols.shape, dtype))
-    return {"im2col": [cols], "col2im": [fn("col2im")(g, c.x_shape, c.kernel, c.stride, c.padding)]}
+    return {"im2col": [cols], "col2im": [fn("col2im")(g, c.x_shape, *window)]}
 
 
-IM2COL = Unit(("im2col", "col2im"), st.tuples(conv_cases(), seeds, dtypes), _im2col)
+IM2COL = Unit(
+    ("im2col", "col2im"),
+    st.tuples(conv_cases(), seeds, dtypes, dilations).filter(lambda t: _fits(t[0], t[3])),
+    _im2col,
+)
 
 
 def _pool(fn, dev, case) -> Outputs:
-    c, seed, dtype, ties = case
+    c, seed, dtype, ties, d, ceil_mode = case
     x = normal(seed, c.x_shape, dtype)
     if ties:  # many equal values, and -inf: windows of nothing but -inf and padding
         x = np.round(x)
         x[x < -0.5] = -np.inf
     x = dev(x)
-    y, ctx = fn("maxpool2d_forward")(x, c.kernel, c.stride, c.padding)
-    y_eval, none = fn("maxpool2d_forward")(x, c.kernel, c.stride, c.padding, save=False)
+    y, ctx = fn("maxpool2d_forward")(x, c.kernel, c.stride, c.padding, True, d, ceil_mode)
+    y_eval, none = fn("maxpool2d_forward")(x, c.kernel, c.stride, c.padding, False, d, ceil_mode)
     assert none is None
     dx = fn("maxpool2d_backward")(dev(normal(seed + 1, y.shape, dtype)), ctx)
     return {"maxpool2d_forward": [y, y_eval], "maxpool2d_backward": [dx]}
@@ -103,7 +119,9 @@ def _pool(fn, dev, case) -> Outputs:
 
 POOL = Unit(
     ("maxpool2d_forward", "maxpool2d_backward"),
-    st.tuples(pool_cases(), seeds, dtypes, st.booleans()),
+    st.tuples(pool_cases(), seeds, dtypes, st.booleans(), dilations, st.booleans()).filter(
+        lambda t: _fits(t[0], t[4])
+    ),
     _pool,
 )
 
@@ -319,10 +337,10 @@ def _empty_batch(**window) -> ConvCase:
 # an empty batch (N = 0) through the units that take one (BatchNorm's layer answers an
 # empty batch itself, without its functions); the second convolution is Winograd-sized
 EMPTY_BATCH = [
-    (CONV, (_empty_batch(C=4, O=2, kh=3, kw=3, groups=2), 0, "float32")),
-    (CONV, (_empty_batch(C=16, O=2, kh=3, kw=3), 0, "float64")),
-    (IM2COL, (_empty_batch(C=2, O=2, kh=2, kw=3), 0, "float32")),
-    (POOL, (_empty_batch(C=2, O=2, kh=3, kw=3), 0, "float16", False)),
+    (CONV, (_empty_batch(C=4, O=2, kh=3, kw=3, groups=2), 0, "float32", (1, 1))),
+    (CONV, (_empty_batch(C=16, O=2, kh=3, kw=3), 0, "float64", (1, 1))),
+    (IM2COL, (_empty_batch(C=2, O=2, kh=2, kw=3), 0, "float32", (1, 1))),
+    (POOL, (_empty_batch(C=2, O=2, kh=3, kw=3), 0, "float16", False, (1, 1), False)),
     (LINEAR, ((0, 3, 2), 0, "float32", True)),
 ]
 

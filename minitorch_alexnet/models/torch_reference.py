@@ -247,14 +247,21 @@ def build_torch_layer(layer: Any) -> Any:
             layer.out_channels,
             layer.kernel_size,
             layer.stride,
-            layer.padding,
+            layer.padding_arg,
+            layer.dilation,
             groups=layer.groups,
             bias=layer.bias is not None,
         )
     elif isinstance(layer, nn.Linear):
         twin = tnn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
     elif isinstance(layer, nn.MaxPool2d):
-        twin = tnn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
+        twin = tnn.MaxPool2d(
+            layer.kernel_size,
+            layer.stride,
+            layer.padding,
+            layer.dilation,
+            ceil_mode=layer.ceil_mode,
+        )
     elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
         cls = tnn.BatchNorm1d if isinstance(layer, nn.BatchNorm1d) else tnn.BatchNorm2d
         twin = cls(

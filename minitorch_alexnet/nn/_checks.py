@@ -28,10 +28,49 @@ def pair(value: int | tuple[int, int], what: str, layer: str) -> tuple[int, int]
     raise TypeError(f"{layer}: {what} must be an int or a pair of ints, got {value!r}")
 
 
+def conv_padding(
+    padding: Any, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple, layer: str
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Conv2d's ``padding`` as (symmetric padding, extra bottom/right padding): an int or
+    pair as given; "valid" none; "same" D*(K-1) in all per side, the odd one at the end,
+    as PyTorch (stride 1 only: PyTorch's ValueError otherwise)."""
+    if not isinstance(padding, str):
+        return pair(padding, "padding", layer), (0, 0)
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding != "same":
+        raise ValueError(
+            f"{layer}: invalid padding string {padding!r}, should be one of 'valid', 'same'"
+        )
+    if stride != (1, 1):
+        raise ValueError(
+            f"{layer}: padding='same' is not supported for strided convolutions "
+            f"(stride {stride}); use stride=1 or an int padding"
+        )
+    total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    return (total[0] // 2, total[1] // 2), (total[0] % 2, total[1] % 2)
+
+
+def check_conv_counts(layer: str, in_channels: int, out_channels: int, groups: int) -> None:
+    """Channels and groups are ints >= 1, both channel counts divisible by groups."""
+    counts = (in_channels, out_channels, groups)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in counts):
+        raise ValueError(f"{layer}: channels and groups must be ints >= 1, got {counts}")
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(
+            f"{layer}: in_channels ({in_channels}) and out_channels ({out_channels}) must "
+            f"both be divisible by groups ({groups})"
+        )
+
+
 def check_window(
-    layer: str, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+    layer: str,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int] = (1, 1),
 ) -> None:
-    """Kernel and stride >= 1, padding >= 0."""
+    """Kernel, stride and dilation >= 1, padding >= 0."""
     if min(kernel) < 1:
         raise ValueError(f"{layer}: kernel_size must be >= 1, got {kernel}")
     if min(stride) < 1:
@@ -41,6 +80,8 @@ def check_window(
         )
     if min(padding) < 0:
         raise ValueError(f"{layer}: padding must be >= 0, got {padding}")
+    if min(dilation) < 1:
+        raise ValueError(f"{layer}: dilation must be >= 1, got {dilation} (1: no gaps)")
 
 
 def check_window_fits(

@@ -28,17 +28,8 @@ from typing import Any
 from ..backend import array_module
 from ..backend.dispatch import overridable
 from ._checks import check_array, check_shape, check_window, check_window_fits, pair
-from .im2col import Pair
+from .im2col import Pair, pool_out_size
 from .module import Module, ShapeMismatch, is_grad_enabled
-
-
-def pool_out_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
-    """Output length of a pooling window, floor or (``ceil_mode``) ceiling, as PyTorch."""
-    span = size + 2 * padding - kernel
-    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
-    if ceil_mode and (out - 1) * stride >= size + padding:
-        out -= 1  # the last window would hold only right padding
-    return out
 
 
 def window_matrix(xp: Any, lo: list[int], hi: list[int], size: int, dtype: Any) -> Any:

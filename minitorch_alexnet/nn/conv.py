@@ -2,9 +2,9 @@
 
 Forward, for input x (N, C, H, W), weight W (O, C/G, KH, KW), bias b (O,):
 
-    Ho = floor((H + 2*PH - KH) / SH) + 1          (the same for Wo)
-    y[n, o, ho, wo] = b[o] + sum_{c,i,j} W[o,c,i,j] * x[n, gC + c, ho*SH + i - PH, wo*SW + j - PW]
-    (gC = g*C/G is the first input channel of o's group g)
+    Ho = floor((H + 2*PH - DH*(KH - 1) - 1) / SH) + 1          (the same for Wo)
+    y[n, o, ho, wo] = b[o] + sum_{c,i,j} W[o,c,i,j] * x[n, gC + c, h, w]
+    (h = ho*SH + i*DH - PH, w = wo*SW + j*DW - PW; gC = g*C/G, the first channel of o's group g)
 
 im2col unfolds x into X_col (C*KH*KW, N*Ho*Wo), one column per output position,
 so with W_g (O/G, C/G*KH*KW) the rows of W for group g and X_g its rows of X_col:
@@ -32,10 +32,12 @@ from ..backend.dispatch import overridable
 from . import init
 from ._checks import (
     check_array,
+    check_conv_counts,
     check_params_match,
     check_shape,
     check_window,
     check_window_fits,
+    conv_padding,
     pair,
 )
 from .im2col import Pair, col2im, conv_out_size, im2col, window_rule
@@ -44,7 +46,14 @@ from .module import Module, Parameter, ShapeMismatch, is_grad_enabled
 
 @overridable
 def conv2d_forward(
-    x: Any, weight: Any, bias: Any, stride: Pair, padding: Pair, groups: int, save: bool = True
+    x: Any,
+    weight: Any,
+    bias: Any,
+    stride: Pair,
+    padding: Pair,
+    groups: int,
+    save: bool = True,
+    dilation: Pair = (1, 1),
 ) -> tuple[Any, dict | None]:
     """y = conv2d(x) by im2col: one matrix product per group, then the bias.
 
@@ -52,15 +61,17 @@ def conv2d_forward(
         x: (N, C, H, W); weight: (O, C/G, KH, KW); bias: (O,) or None.
         stride, padding: (SH, SW), (PH, PW); groups: G.
         save: keep what backward needs (False under no_grad: the context is None).
+        dilation: (DH, DW), the distance between a window's pixels.
     Returns:
         y (N, O, Ho, Wo), and the context for :func:`conv2d_backward`.
     """
     N, C, H, W = x.shape
     O, Cg, KH, KW = weight.shape
     G, K = groups, Cg * KH * KW  # K: the rows of X_col that belong to one group
-    Ho = conv_out_size(H, KH, stride[0], padding[0])
-    Wo = conv_out_size(W, KW, stride[1], padding[1])
-    X_g = im2col(x, (KH, KW), stride, padding).reshape(G, K, N * Ho * Wo)  # X_col, by group
+    Ho = conv_out_size(H, KH, stride[0], padding[0], dilation[0])
+    Wo = conv_out_size(W, KW, stride[1], padding[1], dilation[1])
+    X_col = im2col(x, (KH, KW), stride, padding, dilation)
+    X_g = X_col.reshape(G, K, N * Ho * Wo)  # X_col, by group
     W_g = weight.reshape(G, O // G, K)
     Y_g = W_g @ X_g  # Y_g = W_g X_g, for every group g at once: (G, O/G, N*Ho*Wo)
     y = Y_g.reshape(O, N, Ho, Wo)
@@ -69,7 +80,7 @@ def conv2d_forward(
     y = array_module(y).ascontiguousarray(y.transpose(1, 0, 2, 3))  # (N, O, Ho, Wo)
     # x, not X_col: backward redoes im2col, as the columns are KH*KW/(SH*SW) times x
     ctx = dict(x=x, weight=weight, stride=stride, padding=padding, groups=G)
-    ctx["has_bias"] = bias is not None
+    ctx.update(has_bias=bias is not None, dilation=dilation)
     return y, (ctx if save else None)
 
 
@@ -85,19 +96,20 @@ def conv2d_backward(grad_out: Any, ctx: dict, input_grad: bool = True) -> tuple[
         dx (N, C, H, W) or None, dW (O, C/G, KH, KW), db (O,) or None.
     """
     x, weight, G = ctx["x"], ctx["weight"], ctx["groups"]
-    stride, padding = ctx["stride"], ctx["padding"]
+    stride, padding, dilation = ctx["stride"], ctx["padding"], ctx["dilation"]
     N, O, Ho, Wo = grad_out.shape
     _, Cg, KH, KW = weight.shape
     K = Cg * KH * KW
     db = grad_out.sum(axis=(0, 2, 3)) if ctx["has_bias"] else None  # db = sum of dY over n, ho, wo
     dY_g = grad_out.transpose(1, 0, 2, 3).reshape(G, O // G, N * Ho * Wo)  # laid out as Y_g
-    X_g = im2col(x, (KH, KW), stride, padding).reshape(G, K, N * Ho * Wo)
+    X_g = im2col(x, (KH, KW), stride, padding, dilation).reshape(G, K, N * Ho * Wo)
     dW = dY_g @ X_g.transpose(0, 2, 1)  # dW_g = dY_g X_g^T: (G, O/G, K)
     if not input_grad:
         return None, dW.reshape(weight.shape), db
     W_g = weight.reshape(G, O // G, K)
     dX_g = W_g.transpose(0, 2, 1) @ dY_g  # dX_g = W_g^T dY_g: (G, K, N*Ho*Wo)
-    dx = col2im(dX_g.reshape(G * K, N * Ho * Wo), x.shape, (KH, KW), stride, padding)
+    dX_col = dX_g.reshape(G * K, N * Ho * Wo)
+    dx = col2im(dX_col, x.shape, (KH, KW), stride, padding, dilation)
     return dx, dW.reshape(weight.shape), db
 
 
@@ -106,12 +118,15 @@ class Conv2d(Module):
 
     Args:
         in_channels, out_channels: C and O; both divisible by ``groups``.
-        kernel_size, stride, padding: an int or an (h, w) pair.
+        kernel_size, stride, dilation: an int or an (h, w) pair.
+        padding: an int, an (h, w) pair, "valid" (no padding) or "same" (stride 1 only:
+            the output has the input's size; total padding D*(K-1), the odd one extra on
+            the bottom/right, by padding the input explicitly before the symmetric path).
         groups: G; input channels are split into G groups, each convolved with its own O/G filters.
         bias: learn an additive bias per output channel.
 
     Shapes:
-        input (N, C, H, W) -> output (N, O, Ho, Wo), Ho = floor((H + 2P - K) / S) + 1.
+        input (N, C, H, W) -> output (N, O, Ho, Wo), Ho = floor((H + 2P - D*(K-1) - 1) / S) + 1.
         weight (O, C/G, KH, KW); bias (O,).
     """
 
@@ -121,7 +136,8 @@ class Conv2d(Module):
         out_channels: int,
         kernel_size: int | tuple[int, int],
         stride: int | tuple[int, int] = 1,
-        padding: int | tuple[int, int] = 0,
+        padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
         groups: int = 1,
         bias: bool = True,
     ):
@@ -129,16 +145,12 @@ class Conv2d(Module):
         name = f"Conv2d({in_channels}, {out_channels}, kernel_size={kernel_size})"
         self.kernel_size = pair(kernel_size, "kernel_size", name)
         self.stride = pair(stride, "stride", name)
-        self.padding = pair(padding, "padding", name)
-        check_window(name, self.kernel_size, self.stride, self.padding)
-        counts = (in_channels, out_channels, groups)
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in counts):
-            raise ValueError(f"{name}: channels and groups must be ints >= 1, got {counts}")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must "
-                f"both be divisible by groups ({groups})"
-            )
+        self.dilation = pair(dilation, "dilation", name)
+        k, s, d = self.kernel_size, self.stride, self.dilation  # pad_extra: "same"'s odd one
+        self.padding, self.pad_extra = conv_padding(padding, k, s, d, name)  # at bottom/right
+        self.padding_arg = padding if isinstance(padding, str) else self.padding
+        check_window(name, self.kernel_size, self.stride, self.padding, self.dilation)
+        check_conv_counts(name, in_channels, out_channels, groups)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         kh, kw = self.kernel_size
         fan_in = in_channels // groups * kh * kw
@@ -152,8 +164,12 @@ class Conv2d(Module):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}"
         )
-        if self.padding != (0, 0):
+        if isinstance(self.padding_arg, str):
+            s += f", padding={self.padding_arg!r}"
+        elif self.padding != (0, 0):
             s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"
         if self.bias is None:
@@ -161,19 +177,22 @@ class Conv2d(Module):
         return s
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-        """(N, O, Ho, Wo) for an input of shape (N, C, H, W), Ho = floor((H + 2P - K) / S) + 1
-        (below 1 when the kernel does not fit); ShapeMismatch unless 4-D with C channels."""
+        """(N, O, Ho, Wo) for an input of shape (N, C, H, W), Ho = floor((H + 2P - D*(K-1) - 1)
+        / S) + 1 (below 1 when the kernel does not fit; H with "same"'s extra row);
+        ShapeMismatch unless 4-D with C channels."""
         if len(input_shape) != 4:
             raise ShapeMismatch(self, input_shape, "ndim", "(N, C, H, W)")
         if input_shape[1] != self.in_channels:
             raise ShapeMismatch(self, input_shape, "channels", self.in_channels)
         N, _, H, W = input_shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return N, self.out_channels, conv_out_size(H, kh, sh, ph), conv_out_size(W, kw, sw, pw)
+        (dh, dw), (eh, ew) = self.dilation, self.pad_extra
+        Ho, Wo = conv_out_size(H + eh, kh, sh, ph, dh), conv_out_size(W + ew, kw, sw, pw, dw)
+        return N, self.out_channels, Ho, Wo
 
     def flops(self, input_shape: tuple[int, ...]) -> int:
-        """Per sample, 2 * (C/G) * KH * KW for each of the O * Ho * Wo outputs: a multiply-add
-        (2 FLOPs) per weight a window uses. Bias additions are not counted (under 0.1%)."""
+        """Per sample, 2 * (C/G) * KH * KW for each of the O * Ho * Wo outputs (a multiply-add
+        per weight a window uses); bias additions are not counted (under 0.1%)."""
         _, O, Ho, Wo = self.output_shape(input_shape)
         kh, kw = self.kernel_size
         return 2 * (self.in_channels // self.groups) * kh * kw * O * Ho * Wo
@@ -182,24 +201,35 @@ class Conv2d(Module):
         """``Conv2d(3, 96, kernel 11, stride 4, padding 0)``; a non-square pair reads ``3x2``."""
         pairs = (self.kernel_size, self.stride, self.padding)
         k, s, p = (str(a) if a == b else f"{a}x{b}" for a, b in pairs)
-        g = f", groups {self.groups}" if self.groups != 1 else ""
+        if isinstance(self.padding_arg, str):
+            p = repr(self.padding_arg)
+        g = f", dilation {self.dilation}" if self.dilation != (1, 1) else ""
+        g += f", groups {self.groups}" if self.groups != 1 else ""
         c = f"{self.in_channels}, {self.out_channels}"
         return f"Conv2d({c}, kernel {k}, stride {s}, padding {p}{g})"
 
     def shape_rule(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> str:
         """Ho and Wo worked out, e.g. ``floor((227 - 11 + 2*0) / 4) + 1 = 54 + 1 = 55``."""
-        return window_rule(input_shape[2:], self.kernel_size, self.stride, self.padding)
+        if self.padding_arg == "same":
+            return f"padding 'same', stride 1: Ho, Wo = H, W = {output_shape[2]}, {output_shape[3]}"
+        hw, k, s = input_shape[2:], self.kernel_size, self.stride
+        return window_rule(hw, k, s, self.padding, self.dilation)
 
     def forward(self, x: Any) -> Any:
         """x (N, C, H, W) -> y (N, O, Ho, Wo)."""
         check_array(self, x)
         check_shape(self, x, (4,), self.in_channels, "(N, C, H, W)")
         check_params_match(self, x)
-        check_window_fits(self, x, self.kernel_size, self.padding, "kernel")
+        span = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))
+        (ph, pw), (eh, ew) = self.padding, self.pad_extra
+        check_window_fits(self, x, span, (ph + eh, pw + ew), "kernel")
+        if eh or ew:  # "same" with an odd total padding: the extra row/column, explicitly
+            x = array_module(x).pad(x, ((0, 0), (0, 0), (0, eh), (0, ew)))
         bias = None if self.bias is None else self.bias.data
         y, ctx = conv2d_forward(
-            x, self.weight.data, bias, self.stride, self.padding, self.groups, is_grad_enabled()
-        )
+            x, self.weight.data, bias, self.stride, self.padding, self.groups, is_grad_enabled(),
+            self.dilation,
+        )  # fmt: skip
         self.save_for_backward(ctx)
         return y
 
@@ -210,6 +240,8 @@ class Conv2d(Module):
         images, whose gradient nobody needs, and dX_col + col2im are a third of the work.
         """
         dx, dw, db = conv2d_backward(grad_out, self.saved(grad_out), input_grad=input_grad)
+        if dx is not None and any(self.pad_extra):  # drop the gradient of the extra padding
+            dx = dx[:, :, : dx.shape[2] - self.pad_extra[0], : dx.shape[3] - self.pad_extra[1]]
         self.weight.accumulate_grad(dw)
         if self.bias is not None:
             self.bias.accumulate_grad(db)

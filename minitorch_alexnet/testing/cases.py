@@ -117,7 +117,13 @@ class ConvConfig:
     def conv2d(self) -> Any:
         """A :class:`~minitorch_alexnet.nn.Conv2d` (C -> O) with this configuration."""
         return nn.Conv2d(
-            self.C, self.O, self.kernel, self.stride, self.padding, self.groups, self.bias
+            self.C,
+            self.O,
+            self.kernel,
+            self.stride,
+            self.padding,
+            groups=self.groups,
+            bias=self.bias,
         )
 
     def maxpool2d(self) -> Any:

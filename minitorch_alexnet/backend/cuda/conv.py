@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import cupy as cp
 
+from .. import dispatch
 from ..geometry import conv_geometry
 from ..half import via_float32
 from ..winograd.cuda import (
@@ -87,10 +88,16 @@ def conv2d_forward(
     padding: Pair,
     groups: int,
     save: bool = True,
+    dilation: Pair = (1, 1),
 ) -> tuple[cp.ndarray, dict | None]:
     """See ``nn/conv.py``: by Winograd where :func:`by_winograd` says so, else im2col,
     cuBLAS per group (2-D products: CuPy's batched product copied the transposed
     operand) and the layout kernel, which adds the bias."""
+    if tuple(dilation) != (1, 1):
+        # a local decision: dilated windows are rare; the reference serves them
+        ref = dispatch.reference("conv2d_forward")
+        out, ctx = ref(x, weight, bias, stride, padding, groups, save, dilation)
+        return out, (None if ctx is None else {**ctx, "reference": True})  # backward: see there
     G = groups
     winograd = by_winograd(x.shape, weight.shape, stride, G)
     if winograd:  # y = A^T [(G w G^T) . (B^T x B)] A per tile, + b
@@ -109,12 +116,15 @@ def conv2d_forward(
     # tight: the columns take ~400 MB at AlexNetCIFAR's batch 128)
     ctx = dict(x=x, weight=weight, stride=stride, padding=padding, groups=G, winograd=winograd)
     ctx["has_bias"] = bias is not None
+    ctx["reference"] = False  # made here, not by the reference (dilated windows)
     return out, ctx
 
 
 @via_float32()
 def conv2d_backward(grad_out: cp.ndarray, ctx: dict, input_grad: bool = True) -> tuple:
     """See ``nn/conv.py``: dW, dx and db by Winograd or by im2col, as forward ran."""
+    if ctx["reference"]:  # forward ran the reference (dilated windows): so does backward
+        return dispatch.reference("conv2d_backward")(grad_out, ctx, input_grad)
     x, weight, stride, padding, G = (
         ctx["x"],
         ctx["weight"],

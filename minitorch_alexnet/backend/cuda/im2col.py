@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cupy as cp
 
+from .. import dispatch
 from ..geometry import conv_geometry
 from ..half import via_float32
 from .indexed import CTYPE, IndexedKernel
@@ -87,8 +88,13 @@ _IM2COL_BLOCKS = 4096  # enough blocks of 256 threads to fill the GPU a few time
 
 
 @via_float32()
-def im2col(x: cp.ndarray, kernel_size: Pair, stride: Pair, padding: Pair) -> cp.ndarray:
+def im2col(
+    x: cp.ndarray, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair = (1, 1)
+) -> cp.ndarray:
     """See ``nn/im2col.py``: (N, C, H, W) -> (C*KH*KW, N*Ho*Wo)."""
+    if tuple(dilation) != (1, 1):
+        # a local decision: dilated windows are rare; the reference serves them
+        return dispatch.reference("im2col")(x, kernel_size, stride, padding, dilation)
     N, C, H, W = x.shape
     kh, kw, sh, sw, ph, pw, Ho, Wo = conv_geometry(x.shape, kernel_size, stride, padding)
     cols = cp.empty((C * kh * kw, N * Ho * Wo), dtype=x.dtype)
@@ -109,10 +115,18 @@ def im2col(x: cp.ndarray, kernel_size: Pair, stride: Pair, padding: Pair) -> cp.
 
 @via_float32()
 def col2im(
-    cols: cp.ndarray, x_shape: tuple[int, ...], kernel_size: Pair, stride: Pair, padding: Pair
+    cols: cp.ndarray,
+    x_shape: tuple[int, ...],
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair = (1, 1),
 ) -> cp.ndarray:
     """See ``nn/im2col.py``: (C*KH*KW, N*Ho*Wo) -> (N, C, H, W), one thread per pixel
     gathering its window entries in the reference's (ki, kj) order."""
+    if tuple(dilation) != (1, 1):
+        # a local decision: dilated windows are rare; the reference serves them
+        return dispatch.reference("col2im")(cols, x_shape, kernel_size, stride, padding, dilation)
     N, C, H, W = x_shape
     kh, kw, sh, sw, ph, pw, Ho, Wo = conv_geometry(x_shape, kernel_size, stride, padding)
     dx = cp.empty((N, C, H, W), dtype=cols.dtype)

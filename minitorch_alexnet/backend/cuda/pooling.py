@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cupy as cp
 
+from .. import dispatch
 from ..geometry import conv_geometry
 from ..half import via_float32
 from .indexed import IndexedKernel
@@ -62,10 +63,21 @@ _maxpool_bwd = IndexedKernel(
 
 @via_float32()
 def maxpool2d_forward(
-    x: cp.ndarray, kernel_size: Pair, stride: Pair, padding: Pair, save: bool = True
+    x: cp.ndarray,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair,
+    save: bool = True,
+    dilation: Pair = (1, 1),
+    ceil_mode: bool = False,
 ) -> tuple[cp.ndarray, dict | None]:
     """See ``nn/pooling.py``; the context holds each maximum's flat position h*W + w in
     its input plane (PyTorch's indices). One kernel writes them either way."""
+    if tuple(dilation) != (1, 1) or ceil_mode:
+        # a local decision: dilated windows and ceil_mode are rare; the reference serves them
+        ref = dispatch.reference("maxpool2d_forward")
+        out, ctx = ref(x, kernel_size, stride, padding, save, dilation, ceil_mode)
+        return out, (None if ctx is None else {**ctx, "reference": True})
     N, C, H, W = x.shape
     kh, kw, sh, sw, ph, pw, Ho, Wo = conv_geometry(x.shape, kernel_size, stride, padding)
     out = cp.empty((N, C, Ho, Wo), dtype=x.dtype)
@@ -74,13 +86,16 @@ def maxpool2d_forward(
     _maxpool_fwd(cp.ascontiguousarray(x), *geometry, out, idx, largest=max(x.size, out.size))
     if not save:
         return out, None
-    return out, dict(indices=idx, x_shape=x.shape, window=(kh, kw, sh, sw, ph, pw))
+    window = (kh, kw, sh, sw, ph, pw)
+    return out, dict(indices=idx, x_shape=x.shape, window=window, reference=False)
 
 
 @via_float32()
 def maxpool2d_backward(grad_out: cp.ndarray, ctx: dict) -> cp.ndarray:
     """See ``nn/pooling.py``: one thread per input pixel gathers the gradients of the
     windows it won, in output order; the window geometry bounds the search."""
+    if ctx["reference"]:  # forward ran the reference (dilation or ceil_mode): so does backward
+        return dispatch.reference("maxpool2d_backward")(grad_out, ctx)
     N, C, H, W = ctx["x_shape"]
     Ho, Wo = grad_out.shape[2:]
     dx = cp.empty((N, C, H, W), dtype=grad_out.dtype)

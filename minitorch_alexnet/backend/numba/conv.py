@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from numba import get_num_threads, njit, prange
 
+from .. import dispatch
 from ..geometry import conv_geometry
 from ..half import via_float32
 from . import JIT
@@ -65,8 +66,13 @@ def _im2col(x_pad, kh, kw, start, cols):  # pragma: no cover - compiled
 
 
 @via_float32()
-def im2col(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair) -> np.ndarray:
+def im2col(
+    x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair = (1, 1)
+) -> np.ndarray:
     """See ``nn/im2col.py``: (N, C, H, W) -> (C*KH*KW, N*Ho*Wo), in kept memory."""
+    if tuple(dilation) != (1, 1):
+        # a local decision: dilated windows are rare; the reference serves them
+        return dispatch.reference("im2col")(x, kernel_size, stride, padding, dilation)
     N, C, H, W = x.shape
     kh, kw, sh, sw, ph, pw, Ho, Wo = conv_geometry(x.shape, kernel_size, stride, padding)
     x = np.ascontiguousarray(x)
@@ -110,9 +116,17 @@ def _col2im(cols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, blocks, dx):  # pr
 
 @via_float32()
 def col2im(
-    cols: np.ndarray, x_shape: tuple[int, ...], kernel_size: Pair, stride: Pair, padding: Pair
+    cols: np.ndarray,
+    x_shape: tuple[int, ...],
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair = (1, 1),
 ) -> np.ndarray:
     """See ``nn/im2col.py``: (C*KH*KW, N*Ho*Wo) -> (N, C, H, W)."""
+    if tuple(dilation) != (1, 1):
+        # a local decision: dilated windows are rare; the reference serves them
+        return dispatch.reference("col2im")(cols, x_shape, kernel_size, stride, padding, dilation)
     N, C, H, W = x_shape
     kh, kw, sh, sw, ph, pw, Ho, Wo = conv_geometry(x_shape, kernel_size, stride, padding)
     dx = np.zeros((N, C, H, W), dtype=cols.dtype)
@@ -136,9 +150,15 @@ def conv2d_forward(
     padding: Pair,
     groups: int,
     save: bool = True,
+    dilation: Pair = (1, 1),
 ) -> tuple[np.ndarray, dict | None]:
     """See ``nn/conv.py``: the reference's products, one 2-D product per group, and the
     layout change with the bias added in one compiled pass."""
+    if tuple(dilation) != (1, 1):
+        # a local decision: dilated windows are rare; the reference serves them
+        ref = dispatch.reference("conv2d_forward")
+        out, ctx = ref(x, weight, bias, stride, padding, groups, save, dilation)
+        return out, (None if ctx is None else {**ctx, "reference": True})  # backward: see there
     N = x.shape[0]
     O, G = weight.shape[0], groups
     kh, kw, sh, sw, ph, pw, Ho, Wo = conv_geometry(x.shape, weight.shape[2:], stride, padding)
@@ -152,6 +172,7 @@ def conv2d_forward(
     ctx = dict(x=x, weight=weight, stride=stride, padding=padding, groups=G)
     ctx["has_bias"] = bias is not None
     ctx["cols"] = cols if KEEP_COLUMNS else None
+    ctx["reference"] = False  # made here, not by the reference (dilated windows)
     return out, ctx
 
 
@@ -159,6 +180,8 @@ def conv2d_forward(
 def conv2d_backward(grad_out: np.ndarray, ctx: dict, input_grad: bool = True) -> Any:
     """See ``nn/conv.py``. dY's layout change and db in one pass; dW and dx from the
     columns channels last (``patches.py``), unless the columns were kept."""
+    if ctx["reference"]:  # forward ran the reference (dilated windows): so does backward
+        return dispatch.reference("conv2d_backward")(grad_out, ctx, input_grad)
     x, weight, stride, padding, G = (
         ctx["x"],
         ctx["weight"],

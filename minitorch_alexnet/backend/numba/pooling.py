@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .. import dispatch
 from ..geometry import conv_geometry
 from ..half import via_float32
 from . import JIT
@@ -84,18 +85,29 @@ def _maxpool_fwd(x, kh, kw, sh, sw, ph, pw, out, idx):  # pragma: no cover - com
 
 @via_float32()
 def maxpool2d_forward(
-    x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair, save: bool = True
+    x: np.ndarray,
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair,
+    save: bool = True,
+    dilation: Pair = (1, 1),
+    ceil_mode: bool = False,
 ) -> tuple[np.ndarray, dict | None]:
     """See ``nn/pooling.py``. The context holds, instead of the window position of each
     maximum, its flat position h*W + w in the input plane (PyTorch's indices)."""
     N, C, H, W = x.shape
     if H < 1 or W < 1:  # the kernel reads a real pixel of every window: there must be one
         raise ValueError(f"maxpool2d_forward: images of H x W = {H} x {W} have no pixel")
+    if tuple(dilation) != (1, 1) or ceil_mode:
+        # a local decision: dilated windows and ceil_mode are rare; the reference serves them
+        ref = dispatch.reference("maxpool2d_forward")
+        out, ctx = ref(x, kernel_size, stride, padding, save, dilation, ceil_mode)
+        return out, (None if ctx is None else {**ctx, "reference": True})
     kh, kw, sh, sw, ph, pw, Ho, Wo = conv_geometry(x.shape, kernel_size, stride, padding)
     out = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     idx = np.empty((N, C, Ho, Wo), dtype=np.int64) if save else None
     _maxpool_fwd(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, out, idx)
-    return out, (dict(indices=idx, x_shape=x.shape) if save else None)
+    return out, (dict(indices=idx, x_shape=x.shape, reference=False) if save else None)
 
 
 @njit(parallel=True, **JIT)
@@ -114,6 +126,8 @@ def _maxpool_bwd(g, idx, dx):  # pragma: no cover - compiled
 def maxpool2d_backward(grad_out: np.ndarray, ctx: dict) -> np.ndarray:
     """See ``nn/pooling.py``: each gradient added onto the pixel at its flat index, in
     output order."""
+    if ctx["reference"]:  # forward ran the reference (dilation or ceil_mode): so does backward
+        return dispatch.reference("maxpool2d_backward")(grad_out, ctx)
     dx = np.zeros(ctx["x_shape"], dtype=grad_out.dtype)
     _maxpool_bwd(np.ascontiguousarray(grad_out), ctx["indices"], dx)
     return dx
