@@ -127,7 +127,7 @@ class RunLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                raise self._refuse(_read_pid(self.path)) from None
+                raise self._refuse(self._holder_pid()) from None
             try:  # the holder before us may have removed the file as we opened it
                 current = os.stat(self.path)
             except FileNotFoundError:
@@ -153,6 +153,13 @@ class RunLock:
             except FileNotFoundError:
                 pass
         raise self._refuse(_read_pid(self.path))
+
+    def _holder_pid(self, wait_s: float = 1.0) -> int | None:
+        """The holder's pid; it writes it just after locking, so give it a moment."""
+        deadline = time.monotonic() + wait_s
+        while (pid := _read_pid(self.path)) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return pid
 
     @staticmethod
     def _old(path: Path) -> bool:
