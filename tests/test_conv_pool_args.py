@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from oracle import rel_err
 from strategies import normal, tie_free
 
@@ -57,6 +59,10 @@ def _torch_conv(layer: nn.Conv2d):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
 def test_conv2d_matches_torch(backend, case):
+    _check_conv(backend, case)
+
+
+def _check_conv(backend, case):
     mt.set_backend(backend)
     layer = _conv(case).double()
     t = _torch_conv(layer)
@@ -79,6 +85,10 @@ def test_conv2d_matches_torch(backend, case):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", POOL_CASES, ids=str)
 def test_maxpool2d_matches_torch_with_indices(backend, case):
+    _check_pool(backend, case)
+
+
+def _check_pool(backend, case):
     mt.set_backend(backend)
     k, s, p, d, ceil_mode, hw = case
     layer = nn.MaxPool2d(k, s, p, d, return_indices=True, ceil_mode=ceil_mode)
@@ -94,6 +104,58 @@ def test_maxpool2d_matches_torch_with_indices(backend, case):
     dx = layer.backward(mt.asarray(g))
     assert rel_err(mt.to_numpy(y), ty.detach().numpy()) <= 1e-8
     assert rel_err(mt.to_numpy(dx), tx.grad.numpy()) <= 1e-8
+
+
+pairs = st.tuples(st.integers(1, 3), st.integers(1, 3))
+
+
+@st.composite
+def conv_cases(draw):
+    """Conv2d arguments with dilation and every padding form, and an input they fit."""
+    g = draw(st.sampled_from([1, 1, 2]))
+    C, O = g * draw(st.integers(1, 2)), g * draw(st.integers(1, 2))
+    k, d = draw(pairs), draw(pairs)
+    padding = draw(
+        st.one_of(st.sampled_from(["same", "valid"]), st.tuples(*[st.integers(0, 2)] * 2))
+    )
+    s = (1, 1) if padding == "same" else draw(pairs)
+    reach = [(ki - 1) * di + 1 for ki, di in zip(k, d)]  # the dilated window
+    pad = (0, 0) if isinstance(padding, str) else padding
+    hw = tuple(draw(st.integers(max(1, r - 2 * p), r + 4)) for r, p in zip(reach, pad))
+    return (C, O, k, s, padding, d, g, hw)
+
+
+@st.composite
+def pool_cases(draw):
+    """MaxPool2d arguments with dilation and ceil_mode; padding at most half the kernel."""
+    k, d = draw(pairs), draw(pairs)
+    reach = [(ki - 1) * di + 1 for ki, di in zip(k, d)]
+    p = tuple(draw(st.integers(0, ki // 2)) for ki in k)
+    hw = tuple(draw(st.integers(max(1, r - 2 * pi), r + 4)) for r, pi in zip(reach, p))
+    return (k, draw(pairs), p, d, draw(st.booleans()), hw)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=25, deadline=None)
+@given(case=conv_cases())
+def test_conv2d_property_matches_torch(backend, case):
+    _check_conv(backend, case)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=25, deadline=None)
+@given(case=pool_cases())
+def test_maxpool2d_property_matches_torch(backend, case):
+    _check_pool(backend, case)
+
+
+@settings(max_examples=10, deadline=None)
+@given(conv=conv_cases(), pool=pool_cases(), seed=st.integers(0, 2**16))
+def test_gradcheck_property(conv, pool, seed):
+    assert_gradcheck(_conv(conv), normal(seed, (1, conv[0], *conv[-1]), "float64"))
+    k, s, p, d, ceil_mode, hw = pool
+    assert_gradcheck(nn.MaxPool2d(k, s, p, d, ceil_mode=ceil_mode), tie_free(seed, (1, 2, *hw)))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -149,9 +211,17 @@ def test_invalid_arguments(make, kind, words):
         make()
 
 
-def test_padding_limit_under_dilation_is_pytorchs():
-    nn.MaxPool2d(2, padding=1, dilation=2)  # span 3: padding 1 is allowed, as in PyTorch
-    torch.nn.MaxPool2d(2, padding=1, dilation=2)(torch.zeros(1, 1, 4, 4))
+@pytest.mark.parametrize(("k", "p", "d"), [(2, 1, 2), (2, 2, 3), (3, 2, 2), (1, 1, 3), (3, 1, 3)])
+def test_padding_limit_under_dilation_is_pytorchs(k, p, d):
+    """Half the kernel, not half the dilated span: PyTorch refuses (2, 2, 3), whose
+    windows at the edges would hold padding only."""
+    try:
+        torch.nn.MaxPool2d(k, padding=p, dilation=d)(torch.zeros(1, 1, 9, 9))
+    except RuntimeError:
+        with pytest.raises(ValueError, match="at most half the kernel size"):
+            nn.MaxPool2d(k, padding=p, dilation=d)
+    else:
+        nn.MaxPool2d(k, padding=p, dilation=d)(np.zeros((1, 1, 9, 9)))
 
 
 def test_dilated_window_larger_than_the_input():

@@ -338,6 +338,12 @@ def _layer_cases():
         (nn.Flatten(), (x4,)),
         (nn.LocalResponseNorm(3), (x4,)),
         (nn.CrossEntropyLoss(), (normal(4, (3, 5)), np.array([0, 4, 2]))),
+        (nn.AvgPool2d(3, 2, 1, ceil_mode=True), (x4,)),
+        (nn.AdaptiveAvgPool2d((2, 3)), (x4,)),
+        (nn.AdaptiveMaxPool2d(2), (x4,)),
+        (nn.Softmax(1), (x4,)),
+        (nn.LogSoftmax(-1), (x4,)),
+        (nn.NLLLoss(), (normal(5, (3, 5)), np.array([1, 0, 4]))),
         (nn.Sequential(nn.Conv2d(4, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(18, 2)), (x4,)),
         (nn.Sequential(), (x4,)),
     ]

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from oracle import rel_err
+from strategies import normal
 
 import minitorch_alexnet as mt
 from minitorch_alexnet import nn
@@ -224,6 +225,32 @@ def test_arguments_are_checked_as_in_torch():
     crit(z, mt.asarray(np.array([0, 1])))
     with pytest.raises(ValueError):
         crit.backward(mt.asarray(np.ones(3)))  # grad_out must have the loss's shape
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.3, 1.0])
+def test_one_unbatched_example_matches_torch(backend, reduction, smoothing):
+    """PyTorch's unbatched form: logits (C,) and a 0-d target; the loss is 0-d."""
+    torch = pytest.importorskip("torch")
+    z, w = normal(7, (5,)), np.arange(1.0, 6.0)
+    pairs = [
+        (nn.CrossEntropyLoss, torch.nn.CrossEntropyLoss, dict(label_smoothing=smoothing), z),
+        (nn.NLLLoss, torch.nn.NLLLoss, {}, z - np.log(np.exp(z).sum())),
+    ]
+    for ours, theirs, extra, x in pairs:
+        tx = torch.tensor(x, requires_grad=True)
+        tl = theirs(torch.from_numpy(w), reduction=reduction, **extra)(tx, torch.tensor(2))
+        tl.backward(torch.tensor(1.5, dtype=torch.float64))
+        with mt.use_backend(backend):
+            crit = ours(mt.asarray(w), reduction=reduction, **extra)
+            loss = crit(mt.asarray(x), mt.asarray(np.array(2)))
+            dx = crit.backward(mt.asarray(np.array(1.5)) if reduction == "none" else 1.5)
+        assert loss.shape == () and dx.shape == (5,)
+        assert rel_err(mt.to_numpy(loss), tl.detach().numpy()) <= 1e-12
+        assert rel_err(mt.to_numpy(dx), tx.grad.numpy()) <= 1e-12
+    with pytest.raises(ValueError, match=r"or \(num_classes,\) with a 0-d target"):
+        nn.CrossEntropyLoss()(mt.asarray(z), mt.asarray(np.array([2])))
 
 
 def test_ignored_targets_may_be_out_of_range():

@@ -187,6 +187,20 @@ def test_an_empty_batch_gives_an_empty_output(make):
     assert layer.backward(np.zeros(y.shape)).shape == x.shape
 
 
+@pytest.mark.parametrize("cls", [nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d])
+@pytest.mark.parametrize("size", [0, (0, 3), (2, 0), (None, 0)])
+def test_an_output_size_of_zero_gives_an_empty_output_as_in_torch(any_backend, cls, size):
+    torch = pytest.importorskip("torch")
+    x = normal(3, (2, 3, 5, 4))
+    want = getattr(torch.nn, cls.__name__)(size)(torch.from_numpy(x)).shape
+    with mt.use_backend(any_backend):
+        layer = cls(size)
+        y = layer(mt.asarray(x))
+        assert y.shape == tuple(want) == layer.output_shape(x.shape)
+        dx = mt.to_numpy(layer.backward(mt.asarray(np.ones(y.shape))))
+    assert dx.shape == x.shape and not dx.any()  # no window: no gradient anywhere
+
+
 def test_return_indices_no_grad_and_input_grad():
     pool = nn.AdaptiveMaxPool2d((2, 3), return_indices=True)
     x = tie_free(1, (1, 2, 5, 7))
@@ -215,7 +229,7 @@ def test_return_indices_no_grad_and_input_grad():
         (lambda: nn.AvgPool2d(2, divisor_override=1.5), TypeError, "must be an int"),
         (lambda: nn.AdaptiveAvgPool2d((2, 3, 4)), TypeError, "output_size must be"),
         (lambda: nn.AdaptiveMaxPool2d(2.0), TypeError, "output_size must be"),
-        (lambda: nn.AdaptiveAvgPool2d(0), ValueError, ">= 1"),
+        (lambda: nn.AdaptiveAvgPool2d(-1), ValueError, ">= 0"),
     ],
 )
 def test_bad_arguments_are_refused(make, error, match):

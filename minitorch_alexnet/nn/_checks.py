@@ -13,17 +13,18 @@ from ..backend import get_backend
 SUPPORTED_DTYPES = ("float16", "float32", "float64")
 
 
+def _whole(v: Any) -> bool:
+    """An int, or an integer like NumPy's int64 (PyTorch takes those too); not a bool."""
+    return (
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and type(v).__name__ != "bool_"
+    )
+
+
 def pair(value: int | tuple[int, int], what: str, layer: str) -> tuple[int, int]:
     """``3`` -> ``(3, 3)``; ``(3, 2)`` stays. Rejects anything else with a clear message."""
-    if isinstance(value, bool):
-        raise TypeError(f"{layer}: {what} must be an int or a pair of ints, got {value!r}")
-    if isinstance(value, int):
-        return value, value
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
+    if _whole(value):
+        return int(value), int(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(_whole(v) for v in value):
         return int(value[0]), int(value[1])
     raise TypeError(f"{layer}: {what} must be an int or a pair of ints, got {value!r}")
 

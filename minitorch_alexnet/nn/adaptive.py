@@ -64,9 +64,9 @@ def _window_index(xp: Any, size: int, out: int) -> Any:
     """(out, K) rows of each window, K the longest window; a shorter window repeats its
     last row (a repeat comes after the original, so it never wins a first-maximum)."""
     lo, hi = adaptive_bounds(size, out)
-    k = max(b - a for a, b in zip(lo, hi))
-    rows = xp.asarray(lo)[:, None] + xp.arange(k)[None, :]
-    return xp.minimum(rows, xp.asarray(hi)[:, None] - 1)
+    k = max((b - a for a, b in zip(lo, hi)), default=1)  # out = 0: no windows
+    rows = xp.asarray(lo, dtype="int64")[:, None] + xp.arange(k)[None, :]
+    return xp.minimum(rows, xp.asarray(hi, dtype="int64")[:, None] - 1)
 
 
 @overridable
@@ -114,8 +114,8 @@ def _output_size(value: Any, layer: str) -> tuple[int | None, int | None]:
         raise TypeError(
             f"{layer}: output_size must be an int, None or a pair of them, got {value!r}"
         )
-    if any(v is not None and v < 1 for v in size):
-        raise ValueError(f"{layer}: output_size entries must be >= 1, got {value!r}")
+    if any(v is not None and v < 0 for v in size):  # 0 is allowed: an empty output
+        raise ValueError(f"{layer}: output_size entries must be >= 0, got {value!r}")
     return size
 
 

@@ -22,6 +22,7 @@ from ..backend import get_backend, host_xp, to_numpy
 from ._checks import check_array
 from .module import Module
 from .softmax import (
+    as_batch,
     check_class_input,
     check_loss_args,
     class_weight,
@@ -66,9 +67,9 @@ class CrossEntropyLoss(Module):
     ):
         super().__init__()
         check_loss_args("CrossEntropyLoss", weight, ignore_index, reduction)
-        if not 0.0 <= label_smoothing < 1.0:
+        if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(
-                f"CrossEntropyLoss: label_smoothing must be in [0, 1), got {label_smoothing}"
+                f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing}"
             )
         self.weight, self.ignore_index, self.reduction = weight, ignore_index, reduction
         self.label_smoothing = float(label_smoothing)
@@ -84,13 +85,14 @@ class CrossEntropyLoss(Module):
         -> the loss: 0-d, or (N, d1, ...) with reduction "none"."""
         check_array(self, logits, "logits")
         xp = get_backend().xp
+        if not isinstance(targets, xp.ndarray) or targets.dtype.kind not in "iu":
+            raise _not_class_indices(targets)
+        logits, targets, one = as_batch(logits, targets)  # PyTorch's unbatched (K,), ()
         if logits.ndim < 2:
             raise ValueError(
                 "CrossEntropyLoss: logits must be (N, num_classes) or (N, num_classes, d1, "
-                f"...), got shape {tuple(logits.shape)}"
+                f"...), or (num_classes,) with a 0-d target, got shape {tuple(logits.shape)}"
             )
-        if not isinstance(targets, xp.ndarray) or targets.dtype.kind not in "iu":
-            raise _not_class_indices(targets)
         check_class_input("CrossEntropyLoss", logits, targets)
         K, ii = logits.shape[1], self.ignore_index
         weight = class_weight("CrossEntropyLoss", self.weight, logits)
@@ -115,7 +117,8 @@ class CrossEntropyLoss(Module):
         log_p = log_softmax_forward(logits, 1)
         eps = self.label_smoothing
         loss, ctx = nll_forward(log_p, targets, weight, ii, self.reduction, eps)
-        self.save_for_backward(ctx, log_p=log_p, bad=bad)
+        self.save_for_backward(ctx, log_p=log_p, bad=bad, one=one)
+        loss = loss.reshape(()) if one else loss
         return loss if bad is None else xp.where(bad, loss.dtype.type("nan"), loss)
 
     def check(self) -> None:
@@ -146,7 +149,10 @@ class CrossEntropyLoss(Module):
         if not input_grad:
             return None
         xp = get_backend().xp
+        if c["one"] and self.reduction == "none":  # the 0-d loss of one example
+            grad_out = xp.asarray(grad_out).reshape(1)
         grad = log_softmax_backward(nll_backward(grad_out, c), c["log_p"], 1)
+        grad = grad[0] if c["one"] else grad
         bad = c.get("bad")  # a target out of range on the GPU: the gradient is NaN too
         return grad if bad is None else xp.where(bad, grad.dtype.type("nan"), grad)
 

@@ -126,7 +126,7 @@ class MaxPool2d(Module):
     Args:
         kernel_size: window size K (int or pair).
         stride: step S; defaults to ``kernel_size`` as in PyTorch.
-        padding: implicit -inf padding P on each side; at most half the span D*(K-1)+1.
+        padding: implicit -inf padding P on each side; at most half the kernel size K.
         dilation: D, the distance between a window's pixels.
         return_indices: forward returns (y, indices), indices the flat h*W + w of each max.
         ceil_mode: round the output size up; a last window starting in the padding is dropped.
@@ -152,11 +152,10 @@ class MaxPool2d(Module):
         self.dilation = pair(dilation, "dilation", name)
         self.return_indices, self.ceil_mode = bool(return_indices), bool(ceil_mode)
         check_window(name, self.kernel_size, self.stride, self.padding, self.dilation)
-        span = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))
-        if any(2 * p > k for p, k in zip(self.padding, span)):
-            raise ValueError(
-                f"{name}: padding {self.padding} must be at most half the kernel's span "
-                f"D*(K-1)+1 = {span}, otherwise a window could hold only padding"
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(  # PyTorch's rule; under dilation a window could be all padding
+                f"{name}: padding {self.padding} must be at most half the kernel size "
+                f"{self.kernel_size}, as in PyTorch, otherwise a window could hold only padding"
             )
 
     def extra_repr(self) -> str:

@@ -129,10 +129,21 @@ def class_weight(name: str, weight: Any, x: Any) -> Any:
     return get_backend().xp.asarray(weight, dtype=x.dtype)
 
 
+def as_batch(x: Any, targets: Any) -> tuple[Any, Any, bool]:
+    """PyTorch's unbatched form, one example x (C,) with a 0-d target, as a batch of one:
+    (x[None], targets[None], True); anything else unchanged, with False."""
+    if getattr(x, "ndim", None) == 1 and getattr(targets, "ndim", None) == 0:
+        return x[None], targets[None], True
+    return x, targets, False
+
+
 def check_class_input(name: str, x: Any, targets: Any) -> None:
     """x (N, C, d1, ...) and integer targets (N, d1, ...)."""
     if x.ndim < 2:
-        raise ValueError(f"{name}: input must be (N, C) or (N, C, d1, ...), got {x.shape}")
+        raise ValueError(
+            f"{name}: input must be (N, C) or (N, C, d1, ...), or (C,) with a 0-d target, "
+            f"got {tuple(x.shape)}"
+        )
     xp = get_backend().xp
     if not isinstance(targets, xp.ndarray) or targets.dtype.kind not in "iu":
         raise TypeError(f"{name}: targets must be an integer array of class indices")
@@ -214,6 +225,7 @@ class NLLLoss(Module):
 
     def forward(self, log_p: Any, targets: Any) -> Any:
         check_array(self, log_p)
+        log_p, targets, one = as_batch(log_p, targets)
         check_class_input(type(self).__name__, log_p, targets)
         C, ii = log_p.shape[1], self.ignore_index
         bad = (targets != ii) & ((targets < 0) | (targets >= C))
@@ -221,10 +233,15 @@ class NLLLoss(Module):
             raise IndexError(f"{self._name()}: targets must lie in [0, {C}) or be {ii}")
         w = class_weight(type(self).__name__, self.weight, log_p)
         loss, ctx = nll_forward(log_p, targets, w, ii, self.reduction)
-        self.save_for_backward(ctx)
-        return loss
+        self.save_for_backward(ctx, one=one)
+        return loss.reshape(()) if one else loss
 
     def backward(self, grad_out: Any = 1.0, *, input_grad: bool = True) -> Any:
         """dL/dloss (1 by default; the loss's shape for "none") -> dL/dlog_p."""
         c = self.saved(None if isinstance(grad_out, (int, float)) else grad_out)
-        return nll_backward(grad_out, c) if input_grad else None
+        if not input_grad:
+            return None
+        if c["one"] and self.reduction == "none":
+            grad_out = get_backend().xp.asarray(grad_out).reshape(1)
+        grad = nll_backward(grad_out, c)
+        return grad[0] if c["one"] else grad

@@ -25,6 +25,8 @@ __all__ = [
     "BUILTIN_LAYERS",
     "ConvConfig",
     "LayerCase",
+    "adaptive_pool_case",
+    "avgpool2d_case",
     "batchnorm_case",
     "conv2d_case",
     "cross_entropy_case",
@@ -34,7 +36,9 @@ __all__ = [
     "lrn_case",
     "make_case",
     "maxpool2d_case",
+    "nll_case",
     "relu_case",
+    "softmax_case",
 ]
 
 #: The layers :func:`~minitorch_alexnet.testing.layer_cases` (and ``python -m
@@ -50,6 +54,12 @@ BUILTIN_LAYERS = (
     "Dropout",
     "LocalResponseNorm",
     "CrossEntropyLoss",
+    "AvgPool2d",
+    "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
+    "Softmax",
+    "LogSoftmax",
+    "NLLLoss",
 )
 
 
@@ -247,3 +257,30 @@ def cross_entropy_case(n: int, k: int, smoothing: float, seed: int) -> LayerCase
     z = normal(seed, (n, k)) * 3
     t = _backend.host_xp().random.default_rng(seed).integers(0, k, n).astype("int64")
     return make_case(lambda: nn.CrossEntropyLoss(label_smoothing=smoothing), (z, t))
+
+
+def avgpool2d_case(cfg: ConvConfig, options: tuple[bool, bool, int | None], seed: int) -> LayerCase:
+    """AvgPool2d with ``cfg``'s window and ``(ceil_mode, count_include_pad, divisor_override)``."""
+    return make_case(
+        lambda: nn.AvgPool2d(cfg.kernel, cfg.stride, cfg.padding, *options),
+        (normal(seed, cfg.x_shape),),
+    )
+
+
+def adaptive_pool_case(cls: type, shape: tuple[int, ...], output_size: Any, seed: int) -> LayerCase:
+    """AdaptiveAvgPool2d or AdaptiveMaxPool2d (``cls``) to ``output_size``; tie-free
+    inputs, so the maximum of each window is unique."""
+    return make_case(lambda: cls(output_size), (tie_free(seed, shape),))
+
+
+def softmax_case(cls: type, shape: tuple[int, ...], dim: int, seed: int) -> LayerCase:
+    """Softmax or LogSoftmax (``cls``) along ``dim``."""
+    return make_case(lambda: cls(dim), (normal(seed, shape) * 2,))
+
+
+def nll_case(n: int, k: int, reduction: str, seed: int) -> LayerCase:
+    """NLLLoss of ``n`` rows of ``k`` log-probabilities against integer targets."""
+    z = normal(seed, (n, k)) * 2
+    log_p = z - _backend.host_xp().log(_backend.host_xp().exp(z).sum(axis=1, keepdims=True))
+    t = _backend.host_xp().random.default_rng(seed).integers(0, k, n).astype("int64")
+    return make_case(lambda: nn.NLLLoss(reduction=reduction), (log_p, t))

@@ -252,6 +252,37 @@ def layer_cases(name: str) -> SearchStrategy[LayerCase]:
         smoothing, seed = draw(st.sampled_from([0.0, 0.1])), draw(seeds())
         return cases.cross_entropy_case(n, k, smoothing, seed)
 
+    @st.composite
+    def avgpool2d(draw: Any) -> LayerCase:
+        cfg = draw(pool_configs(max_hw=6))
+        options = (draw(st.booleans()), draw(st.booleans()), draw(st.sampled_from([None, 2])))
+        return cases.avgpool2d_case(cfg, options, draw(seeds()))
+
+    def adaptive(cls: Any) -> Any:
+        @st.composite
+        def build_case(draw: Any) -> LayerCase:
+            shape = draw(batch_shapes(4, max_elements=small, max_side=7))
+            side = st.one_of(st.none(), st.integers(1, 4))
+            size = draw(st.one_of(st.integers(1, 4), st.tuples(side, side)))
+            return cases.adaptive_pool_case(cls, shape, size, draw(seeds()))
+
+        return build_case()
+
+    def softmax(cls: Any) -> Any:
+        @st.composite
+        def build_case(draw: Any) -> LayerCase:
+            shape = draw(batch_shapes(draw(st.integers(1, 4)), max_elements=small))
+            dim = draw(st.integers(-len(shape), len(shape) - 1))
+            return cases.softmax_case(cls, shape, dim, draw(seeds()))
+
+        return build_case()
+
+    @st.composite
+    def nll(draw: Any) -> LayerCase:
+        n, k = draw(st.integers(1, 5)), draw(st.integers(2, 6))
+        reduction = draw(st.sampled_from(["mean", "sum"]))
+        return cases.nll_case(n, k, reduction, draw(seeds()))
+
     strategies = {
         "Conv2d": conv2d,
         "MaxPool2d": maxpool2d,
@@ -263,5 +294,11 @@ def layer_cases(name: str) -> SearchStrategy[LayerCase]:
         "Dropout": dropout,
         "LocalResponseNorm": lrn,
         "CrossEntropyLoss": cross_entropy,
+        "AvgPool2d": avgpool2d,
+        "AdaptiveAvgPool2d": lambda: adaptive(nn.AdaptiveAvgPool2d),
+        "AdaptiveMaxPool2d": lambda: adaptive(nn.AdaptiveMaxPool2d),
+        "Softmax": lambda: softmax(nn.Softmax),
+        "LogSoftmax": lambda: softmax(nn.LogSoftmax),
+        "NLLLoss": nll,
     }
     return strategies[key]()
