@@ -15,8 +15,9 @@ import sys as _sys
 
 # OpenBLAS keeps a worker thread spinning for ~0.1 s after every matrix product, on a
 # core that the Numba kernels run next need (measured on 2 cores: a training step
-# 2.0 -> 1.6 s without the spin). It reads this setting when NumPy loads it, so it
-# only takes effect if NumPy is not imported yet; an explicit setting is kept.
+# 2.0 -> 1.6 s without the spin). It reads this setting when NumPy loads it; if NumPy
+# came first, the numba backend has OpenBLAS read it again (backend/numba/blas.py).
+# An explicit setting is kept.
 if "numpy" not in _sys.modules:
     _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 

@@ -133,6 +133,10 @@ def _make_backend(name: str) -> Backend:
                 "backend 'numba' needs the numba package, which is not importable "
                 f"({e}). Install it with `pip install numba`, or use set_backend('numpy')."
             ) from None
+        from .numba import blas, compiling
+
+        blas.quiet_openblas()  # OpenBLAS's idle spin would take the kernels' cores
+        compiling.install()  # a first run says that it is compiling the kernels
         return Backend("numba", _np, "cpu", package="numba")
     if name == "cupy":
         try:

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..half import via_float32
 from . import JIT
+from .threads import parallel_for
 
 # Sums are accumulated in float64 whatever the data type, so float32 statistics keep
 # (close to) the accuracy of NumPy's pairwise summation. ``reassoc`` lets the compiler
 # split each sum into SIMD lanes added at the end (one running sum waits 4 cycles for
 # every addition): the result is equal to rounding, and 3-4x faster.
-_sums = dict(parallel=True, fastmath={"reassoc"}, **JIT)
+_sums = dict(fastmath={"reassoc"}, **JIT)
 
 
 @njit(**_sums)
-def _bn_stats(x, mean, var):  # pragma: no cover - compiled
+def _bn_stats(lo, hi, x, mean, var):  # pragma: no cover - compiled
     N, C, L = x.shape
     m = N * L
-    for c in prange(C):
+    for c in range(lo, hi):
         s = 0.0
         for n in range(N):
             for k in range(L):
@@ -34,12 +35,12 @@ def _bn_stats(x, mean, var):  # pragma: no cover - compiled
         var[c] = q / m
 
 
-@njit(parallel=True, **JIT)
-def _bn_normalize(x, mean, inv_std, gamma, beta, y, xhat):  # pragma: no cover
+@njit(**JIT)
+def _bn_normalize(lo, hi, x, mean, inv_std, gamma, beta, y, xhat):  # pragma: no cover
     # gamma and beta are None without affine parameters, xhat is None when it is not
     # kept: Numba compiles a version of the loop for each case, with no test inside
     N, C, L = x.shape
-    for n in prange(N):  # memory order: fine for L = 1 (BatchNorm1d) and for images
+    for n in range(lo, hi):  # memory order: fine for L = 1 (BatchNorm1d) and for images
         for c in range(C):
             mu, s = mean[c], inv_std[c]
             for k in range(L):
@@ -50,9 +51,9 @@ def _bn_normalize(x, mean, inv_std, gamma, beta, y, xhat):  # pragma: no cover
 
 
 @njit(**_sums)
-def _bn_sums(dy, xhat, sum_dy, sum_dy_xhat):  # pragma: no cover - compiled
+def _bn_sums(lo, hi, dy, xhat, sum_dy, sum_dy_xhat):  # pragma: no cover - compiled
     N, C, L = dy.shape
-    for c in prange(C):
+    for c in range(lo, hi):
         s = 0.0
         q = 0.0
         for n in range(N):
@@ -63,11 +64,11 @@ def _bn_sums(dy, xhat, sum_dy, sum_dy_xhat):  # pragma: no cover - compiled
         sum_dy_xhat[c] = q
 
 
-@njit(parallel=True, **JIT)
-def _bn_dx(dy, xhat, scale, sum_dy, sum_dy_xhat, batch_stats, dx):  # pragma: no cover
+@njit(**JIT)
+def _bn_dx(lo, hi, dy, xhat, scale, sum_dy, sum_dy_xhat, batch_stats, dx):  # pragma: no cover
     N, C, L = dy.shape
     m = N * L
-    for n in prange(N):
+    for n in range(lo, hi):
         for c in range(C):
             s = scale[c]
             if batch_stats:
@@ -98,7 +99,7 @@ def batchnorm_forward(
     x3 = np.ascontiguousarray(x).reshape(N, C, -1)
     if batch_stats:
         mu, var = np.empty(C, dtype=x.dtype), np.empty(C, dtype=x.dtype)
-        _bn_stats(x3, mu, var)
+        parallel_for(_bn_stats, C, x3, mu, var)
         if running_mean is not None:  # the reference's update, as it is (C values)
             m = x3.shape[0] * x3.shape[2]
             running_mean *= 1 - momentum
@@ -113,7 +114,7 @@ def batchnorm_forward(
     # peak resident memory was 60 MiB higher (AlexNetCIFAR, batch 128)
     xhat = np.empty_like(x3) if save and weight is not None else None
     y = np.empty_like(x3)
-    _bn_normalize(x3, mu, inv_std, weight, bias, y, xhat)
+    parallel_for(_bn_normalize, N, x3, mu, inv_std, weight, bias, y, xhat)
     if not save:
         return y.reshape(x.shape), None
     xhat = y if weight is None else xhat  # without gamma and beta, y is xhat
@@ -128,10 +129,10 @@ def batchnorm_backward(grad_out: np.ndarray, ctx: dict) -> tuple[np.ndarray, ...
     N, C = grad_out.shape[:2]
     dy3 = np.ascontiguousarray(grad_out).reshape(N, C, -1)
     sum_dy, sum_dy_xhat = np.empty(C, dtype=dy3.dtype), np.empty(C, dtype=dy3.dtype)
-    _bn_sums(dy3, xhat, sum_dy, sum_dy_xhat)
+    parallel_for(_bn_sums, C, dy3, xhat, sum_dy, sum_dy_xhat)
     scale = inv_std if gamma is None else gamma * inv_std
     dx = np.empty_like(dy3)
-    _bn_dx(dy3, xhat, scale, sum_dy, sum_dy_xhat, ctx["batch_stats"], dx)
+    parallel_for(_bn_dx, N, dy3, xhat, scale, sum_dy, sum_dy_xhat, ctx["batch_stats"], dx)
     if gamma is None:
         return dx.reshape(grad_out.shape), None, None
     return dx.reshape(grad_out.shape), sum_dy_xhat, sum_dy

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads, njit
 
 from .. import dispatch
 from ..geometry import conv_geometry
@@ -20,6 +20,7 @@ from . import JIT
 from .layout import cnhw_to_nchw, nchw_to_cnhw
 from .memory import columns
 from .patches import patches_input_grad, patches_weight_grad
+from .threads import parallel_for
 
 Pair = tuple[int, int]
 
@@ -29,12 +30,12 @@ Pair = tuple[int, int]
 KEEP_COLUMNS = False
 
 
-@njit(parallel=True, **JIT)
-def _pad(x, ph, pw, x_pad):  # pragma: no cover - compiled
+@njit(**JIT)
+def _pad(lo, hi, x, ph, pw, x_pad):  # pragma: no cover - compiled
     """x_pad (N, C, H + 2*ph, W + 2*pw): x with a border of zeros."""
     N, C, H, W = x.shape
     Hp, Wp = x_pad.shape[2], x_pad.shape[3]
-    for nc in prange(N * C):
+    for nc in range(lo, hi):
         n = nc // C
         c = nc % C
         for h in range(Hp):
@@ -43,8 +44,8 @@ def _pad(x, ph, pw, x_pad):  # pragma: no cover - compiled
                 x_pad[n, c, h, w] = x[n, c, h - ph, w - pw] if inside and pw <= w < pw + W else 0
 
 
-@njit(parallel=True, **JIT)
-def _im2col(x_pad, kh, kw, start, cols):  # pragma: no cover - compiled
+@njit(**JIT)
+def _im2col(lo, hi, x_pad, kh, kw, start, cols):  # pragma: no cover - compiled
     # x_pad: the padded input (N, C, Hp, Wp), so that every window lies inside it.
     # start[k]: where output position k = ho*Wo + wo has its window's first pixel,
     # (ho*sh)*Wp + wo*sw, in a padded plane. Pixel (i, j) of that window is then at
@@ -53,7 +54,7 @@ def _im2col(x_pad, kh, kw, start, cols):  # pragma: no cover - compiled
     N, C, Hp, Wp = x_pad.shape
     flat = x_pad.reshape(-1)
     L = start.size  # Ho*Wo
-    for r in prange(C * kh * kw):  # one row of cols per (c, i, j)
+    for r in range(lo, hi):  # one row of cols per (c, i, j)
         c = r // (kh * kw)
         i = (r // kw) % kh
         j = r % kw
@@ -78,23 +79,25 @@ def im2col(
     x = np.ascontiguousarray(x)
     if ph or pw:  # a padded copy, about SH*SW/(KH*KW) of the columns' size
         x_pad = np.empty((N, C, H + 2 * ph, W + 2 * pw), dtype=x.dtype)
-        _pad(x, ph, pw, x_pad)
+        parallel_for(_pad, N * C, x, ph, pw, x_pad)
     else:
         x_pad = x
     Wp = x_pad.shape[3]
     start = (np.arange(Ho)[:, None] * (sh * Wp) + np.arange(Wo) * sw).ravel()
     cols = columns.take((C * kh * kw, N * Ho * Wo), x.dtype)  # memory kept between steps
-    _im2col(x_pad, kh, kw, start, cols)
+    parallel_for(_im2col, C * kh * kw, x_pad, kh, kw, start, cols)
     return cols
 
 
-@njit(parallel=True, **JIT)
-def _col2im(cols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, blocks, dx):  # pragma: no cover
+@njit(**JIT)
+def _col2im(
+    lo, hi, cols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, blocks, dx
+):  # pragma: no cover
     L = Ho * Wo
     per = (N + blocks - 1) // blocks  # images per task
     # one task per (channel, block of images): each image plane is written by one
     # thread only, and a task reads its KH*KW rows of cols front to back (n ascending)
-    for task in prange(C * blocks):
+    for task in range(lo, hi):
         c = task // blocks
         first = (task % blocks) * per
         for n in range(first, min(N, first + per)):
@@ -132,7 +135,8 @@ def col2im(
     dx = np.zeros((N, C, H, W), dtype=cols.dtype)
     # enough tasks to keep every thread busy when there are few channels (conv1 has 3)
     blocks = -(-4 * get_num_threads() // C)  # ceil(4 * threads / C)
-    _col2im(np.ascontiguousarray(cols), N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, blocks, dx)
+    args = (np.ascontiguousarray(cols), N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo, blocks, dx)
+    parallel_for(_col2im, C * blocks, *args)
     return dx
 
 

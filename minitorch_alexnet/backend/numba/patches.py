@@ -11,11 +11,12 @@ columns reordered.
 from __future__ import annotations
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads, njit
 
 from ..geometry import out_size
 from . import JIT
 from .memory import columns
+from .threads import parallel_for
 
 
 def _tasks(N: int) -> int:
@@ -23,8 +24,10 @@ def _tasks(N: int) -> int:
     return max(1, min(N, 4 * get_num_threads()))
 
 
-@njit(parallel=True, **JIT)
-def _image_to_patches(x, kh, kw, sh, sw, ph, pw, c0, Ho, Wo, image, rows):  # pragma: no cover
+@njit(**JIT)
+def _image_to_patches(
+    lo, hi, x, kh, kw, sh, sw, ph, pw, c0, Ho, Wo, image, rows
+):  # pragma: no cover
     # rows (N*Ho*Wo, KH*KW*Cg): row (n, ho, wo) gets the window of output position
     # (ho, wo) in image n, channels c0..c0+Cg-1, channels last: pixel (i, j), channel c
     # at column (i*KW + j)*Cg + c. The rows of X_col^T, with columns reordered.
@@ -32,7 +35,7 @@ def _image_to_patches(x, kh, kw, sh, sw, ph, pw, c0, Ho, Wo, image, rows):  # pr
     # that no worker thread allocates: glibc would keep an arena's memory per thread)
     N, _, H, W = x.shape
     T, Cg = image.shape[0], image.shape[3]
-    for t in prange(T):
+    for t in range(lo, hi):
         padded = image[t]
         for n in range(t * N // T, (t + 1) * N // T):
             # image n zero-padded and channels last (Hp, Wp, Cg): a window pixel's
@@ -82,22 +85,25 @@ def patches_weight_grad(
     for g in range(G):
         # X_g^T, channels last: (N*Ho*Wo, KH*KW*Cg), the columns' size and memory
         rows = columns.take((N * Ho * Wo, kh * kw * Cg), x.dtype)
-        _image_to_patches(x, kh, kw, sh, sw, ph, pw, g * Cg, Ho, Wo, image, rows)
+        geometry = (kh, kw, sh, sw, ph, pw, g * Cg, Ho, Wo)
+        parallel_for(_image_to_patches, image.shape[0], x, *geometry, image, rows)
         dw_last = dy[g] @ rows  # (O/G, KH*KW*Cg): columns (i, j, c)
         del rows
         dw[g * Og : (g + 1) * Og] = dw_last.reshape(Og, kh * kw, Cg).transpose(0, 2, 1)
     return dw.reshape(G * Og, Cg * kh * kw)
 
 
-@njit(parallel=True, **JIT)
-def _patches_to_image(rows, Ho, Wo, kh, kw, sh, sw, ph, pw, c0, sums, dx):  # pragma: no cover
+@njit(**JIT)
+def _patches_to_image(
+    lo, hi, rows, Ho, Wo, kh, kw, sh, sw, ph, pw, c0, sums, dx
+):  # pragma: no cover
     # rows (N*Ho*Wo, KH*KW*Cg): row (n, ho, wo) is the gradient of that output position's
     # window, channels last: pixel (i, j), channel c at column (i*KW + j)*Cg + c.
     # Adds each row back onto its window of dx[n, c0:c0+Cg] (NCHW).
     # sums (T, H, W, Cg): one scratch image per task, allocated by the caller
     N, _, H, W = dx.shape
     T, Cg = sums.shape[0], sums.shape[3]
-    for t in prange(T):  # each image in one task: no two threads add to the same pixel
+    for t in range(lo, hi):  # each image in one task: no two threads add to the same pixel
         acc = sums[t]
         for n in range(t * N // T, (t + 1) * N // T):
             # image n's sums, channels last (H, W, Cg): a window pixel's Cg channels are
@@ -160,6 +166,7 @@ def patches_input_grad(
         np.matmul(dy[g].T, w_last.reshape(Og, -1), out=rows)
         if dx is None:  # allocated after the product: a training step's peak memory is
             dx = np.empty((N, C, H, W), dtype=dtype)  # ~15 MiB lower this way (glibc)
-        _patches_to_image(rows, Ho, Wo, kh, kw, sh, sw, ph, pw, g * Cg, sums, dx)
+        geometry = (Ho, Wo, kh, kw, sh, sw, ph, pw, g * Cg)
+        parallel_for(_patches_to_image, sums.shape[0], rows, *geometry, sums, dx)
         del rows  # its buffer is free again for the next group
     return dx

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import dispatch
 from ..geometry import conv_geometry
 from ..half import via_float32
 from . import JIT
+from .threads import parallel_for
 
 Pair = tuple[int, int]
 
@@ -47,14 +48,14 @@ def _whole_windows(plane, out, idx, h0, lo, hi, kh, kw, sw, pw):  # pragma: no c
             idx[wo] = _window_argmax(plane, h0, h0 + kh, w0, w0 + kw, best)
 
 
-@njit(parallel=True, **JIT)
-def _maxpool_fwd(x, kh, kw, sh, sw, ph, pw, out, idx):  # pragma: no cover - compiled
+@njit(**JIT)
+def _maxpool_fwd(lo_nc, hi_nc, x, kh, kw, sh, sw, ph, pw, out, idx):  # pragma: no cover
     # idx is None when no indices are wanted: Numba compiles a version without them
     N, C, H, W = x.shape
     Ho, Wo = out.shape[2], out.shape[3]
     lo = min(Wo, (pw + sw - 1) // sw)  # the outputs wo in lo..hi-1 have their whole
     hi = max(lo, min(Wo, (W + pw - kw) // sw + 1))  # window inside the image columns
-    for nc in prange(N * C):
+    for nc in range(lo_nc, hi_nc):
         n = nc // C
         c = nc % C
         plane = x[n, c]
@@ -106,14 +107,14 @@ def maxpool2d_forward(
     kh, kw, sh, sw, ph, pw, Ho, Wo = conv_geometry(x.shape, kernel_size, stride, padding)
     out = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     idx = np.empty((N, C, Ho, Wo), dtype=np.int64) if save else None
-    _maxpool_fwd(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, out, idx)
+    parallel_for(_maxpool_fwd, N * C, np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, out, idx)
     return out, (dict(indices=idx, x_shape=x.shape, reference=False) if save else None)
 
 
-@njit(parallel=True, **JIT)
-def _maxpool_bwd(g, idx, dx):  # pragma: no cover - compiled
+@njit(**JIT)
+def _maxpool_bwd(lo, hi, g, idx, dx):  # pragma: no cover - compiled
     N, C, Ho, Wo = g.shape
-    for nc in prange(N * C):
+    for nc in range(lo, hi):
         n = nc // C
         c = nc % C
         plane = dx[n, c].ravel()  # a view: writes land in dx
@@ -129,5 +130,6 @@ def maxpool2d_backward(grad_out: np.ndarray, ctx: dict) -> np.ndarray:
     if ctx["reference"]:  # forward ran the reference (dilation or ceil_mode): so does backward
         return dispatch.reference("maxpool2d_backward")(grad_out, ctx)
     dx = np.zeros(ctx["x_shape"], dtype=grad_out.dtype)
-    _maxpool_bwd(np.ascontiguousarray(grad_out), ctx["indices"], dx)
+    g = np.ascontiguousarray(grad_out)
+    parallel_for(_maxpool_bwd, g.shape[0] * g.shape[1], g, ctx["indices"], dx)
     return dx

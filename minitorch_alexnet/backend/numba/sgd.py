@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..dispatch import reference
 from ..half import via_float32
 from . import JIT
+from .threads import parallel_for
 
 
-@njit(parallel=True, **JIT)
-def _sgd(p, g, buf, has_buf, first, lr, momentum, keep, nesterov, wd):  # pragma: no cover
+@njit(**JIT)
+def _sgd(lo, hi, p, g, buf, has_buf, first, lr, momentum, keep, nesterov, wd):  # pragma: no cover
     # the reference's formulas, one element at a time, each step rounded like NumPy's
-    for k in prange(p.size):
+    for k in range(lo, hi):
         d = g[k] + wd * p[k] if wd != 0 else g[k]
         if has_buf:
             b = d if first else buf[k] * momentum + keep * d
@@ -41,7 +42,9 @@ def sgd_step(
         return
     t = p.dtype.type  # the numbers in p's precision, as NumPy rounds them
     b = buf.ravel() if buf is not None else p.ravel()[:0]
-    _sgd(
+    parallel_for(
+        _sgd,
+        p.size,
         p.ravel(),
         grad.ravel(),
         b,
@@ -52,4 +55,5 @@ def sgd_step(
         t(1 - dampening),
         bool(nesterov),
         t(weight_decay),
+        grain=1 << 15,
     )
