@@ -33,6 +33,35 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def skip_summary(reports) -> list[str]:
+    """One line per skip reason: how many tests, and in how many files."""
+    files: dict[str, set[str]] = {}
+    counts: dict[str, int] = {}
+    for report in reports:
+        where, reason = "", str(report.longrepr)
+        if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+            where, reason = report.longrepr[0], report.longrepr[2]
+        reason = reason.removeprefix("Skipped: ")
+        counts[reason] = counts.get(reason, 0) + 1
+        files.setdefault(reason, set()).add(os.path.basename(where))
+    return [
+        f"SKIPPED {n:4d}: {reason} ({len(files[reason])} file{'s' * (len(files[reason]) != 1)})"
+        for reason, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Skipped tests summed up, one line per reason (``-ra`` prints one line per test
+    location: some 40 lines of "needs CuPy" on a laptop). ``-rs`` still lists every
+    location for whoever wants them."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped or "s" in (config.option.reportchars or "").replace("a", ""):
+        return
+    terminalreporter.section("skipped, by reason", sep="-")
+    for line in skip_summary(skipped):
+        terminalreporter.line(line)
+
+
 def cupy_usable() -> bool:
     return "cupy" in mt.available_backends()
 

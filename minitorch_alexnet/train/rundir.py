@@ -289,7 +289,12 @@ def plot_curves(path: Path, history: list[dict[str, float]], title: str) -> bool
     for key, label in (("train", "train"), ("test", "test")):
         ax_loss.plot(epochs, [h[f"{key}_loss"] for h in history], marker="o", label=label)
         ax_acc.plot(epochs, [100 * h[f"{key}_acc"] for h in history], marker="o", label=label)
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss (log scale)")
+    # log scale: one early spike (an untrained network's test loss can reach the
+    # hundreds while BatchNorm's running statistics settle) would flatten the rest
+    losses = [h[f"{k}_loss"] for h in history for k in ("train", "test")]
+    if all(v > 0 for v in losses):  # NaN (a diverged run) fails this: stays linear
+        ax_loss.set_yscale("log")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
