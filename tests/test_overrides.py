@@ -400,3 +400,46 @@ def test_a_registered_override_runs_and_which_finds_it(monkeypatch):
     assert calls == [(2,)]
     with pytest.raises(KeyError, match="not an overridable function"):
         dispatch.register("numpy", "relu_fwd", relu_forward_traced)
+
+
+def _ast_signature(path, name):
+    """(names, kinds, defaults) of top-level ``def name`` in ``path``, read without
+    importing it (a backend's modules import their package: CuPy needs a GPU)."""
+    import ast
+
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            a = node.args
+            kinds = ["POSITIONAL_ONLY"] * len(a.posonlyargs)
+            kinds += ["POSITIONAL_OR_KEYWORD"] * len(a.args)
+            kinds += ["KEYWORD_ONLY"] * len(a.kwonlyargs)
+            names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
+            positional = a.posonlyargs + a.args
+            defaults = [inspect.Parameter.empty] * (len(positional) - len(a.defaults))
+            defaults += [ast.literal_eval(d) for d in a.defaults]
+            defaults += [
+                inspect.Parameter.empty if d is None else ast.literal_eval(d) for d in a.kw_defaults
+            ]
+            return names, kinds, defaults
+    return None
+
+
+@pytest.mark.parametrize("package", ["numba", "cuda"])
+def test_every_override_has_the_reference_signature_read_from_its_source(package):
+    """The same check as above from the source text, so that the CUDA overrides are
+    checked on a machine without a GPU too."""
+    import importlib
+    from pathlib import Path
+
+    pkg = importlib.import_module(f"minitorch_alexnet.backend.{package}")
+    folder = Path(pkg.__file__).parent
+    assert pkg.OVERRIDES
+    for name, (module, _) in pkg.OVERRIDES.items():
+        found = _ast_signature(folder / f"{module}.py", name)
+        assert found is not None, f"backend/{package}/{module}.py defines no {name}"
+        want = inspect.signature(dispatch.reference(name)).parameters.values()
+        assert found == (
+            [p.name for p in want],
+            [p.kind.name for p in want],
+            [p.default for p in want],
+        ), f"backend/{package}/{module}.py::{name} differs from the reference's signature"
