@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .manifest import Manifest, ManifestError, load
 from .handout import ReleaseError, release
+from .manifest import Manifest, ManifestError, load
 
 __all__ = ["Manifest", "ManifestError", "ReleaseError", "check", "grade", "load", "new", "release"]
 

@@ -94,6 +94,8 @@ class Forbidden:
     def _add(self, obj: Any, name: str, tasks: set[str]) -> None:
         if id(obj) in self.objects:
             self.objects[id(obj)][1].update(tasks)
+            if inspect.isfunction(obj) and inspect.unwrap(obj).__code__ in self.codes:
+                self.codes[inspect.unwrap(obj).__code__][1].update(tasks)
             return
         self.objects[id(obj)] = (name, set(tasks))
         self._keep.append(obj)

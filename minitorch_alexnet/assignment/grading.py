@@ -29,11 +29,12 @@ from typing import Any
 from . import forbidden as _forbidden
 from . import manifest as _manifest
 from . import pasted as _pasted
-from .handout import SKIP_DIRS
+from .handout import SKIP_DIRS, strip_solutions
 
 __all__ = ["Grade", "TestScore", "grade", "stage_tests"]
 
 MAX_OUTPUT = 6000  # characters of output per test
+HANDOUT = ".handout"  # the autograder's copy of the handout's solution modules
 
 
 @dataclass
@@ -139,12 +140,27 @@ def stage_tests(m: _manifest.Manifest, where: Path) -> Path:
 def _submission_files(m: _manifest.Manifest, submission: Path) -> dict[str, Path]:
     if submission.is_dir():
         files = {mod: submission / f"{mod}.py" for mod in m.modules}
+        found = sorted(submission.glob("*.py"))
+        if len(m.modules) == 1 and not files[m.module].is_file() and len(found) == 1:
+            files = {m.module: found[0]}  # one Python file under another name: that one
     elif len(m.modules) == 1:
         files = {m.module: submission}
     else:
         raise FileNotFoundError(f"{m.title} has several modules ({', '.join(m.modules)}): "
                                 "hand in the folder that holds them")  # fmt: skip
     return files
+
+
+def _given(m: _manifest.Manifest, module: str) -> set[str]:
+    """The handout's functions (from the solution, or the autograder's copy of the handout)."""
+    solution, handout = m.root / f"{module}.py", m.root / HANDOUT / f"{module}.py"
+    if solution.is_file():
+        text = strip_solutions(solution.read_text(encoding="utf-8"), solution.name, m)
+    elif handout.is_file():
+        text = handout.read_text(encoding="utf-8")
+    else:
+        return set()
+    return _pasted.given_functions(text)
 
 
 def _has_timeout_plugin() -> bool:
@@ -171,7 +187,7 @@ def grade(
     ``echo`` prints pytest's own output.
     """
     started = time.perf_counter()
-    m = _manifest.load(src)
+    m = _manifest.load(src, solutions=False)
     files = _submission_files(m, Path(submission))
     g = Grade(m.title, str(submission))
     forbidden = _forbidden.resolve(m.forbidden_by_task())
@@ -183,7 +199,7 @@ def grade(
             continue
         text = path.read_text(encoding="utf-8", errors="replace")
         g.violations += _forbidden.scan_source(text, forbidden, path.name)
-        g.pasted += _pasted.find_pasted(text, forbidden)
+        g.pasted += _pasted.find_pasted(text, forbidden, _given(m, mod))
     with tempfile.TemporaryDirectory(prefix="assignment-grade-") as tmp:
         work = stage_tests(m, Path(tmp) / "tests")
         report = Path(tmp) / "report.jsonl"
@@ -193,12 +209,13 @@ def grade(
         for mod, path in files.items():
             if path.is_file():
                 cmd += ["--submission", f"{mod}={path.resolve()}"]
+        # the limit: our SIGALRM timer (a BaseException that Hypothesis does not replay);
+        # pytest-timeout's thread method as the backstop for code stuck outside Python
+        cmd += [f"--assignment-timeout={m.timeout:g}"]
         if _has_timeout_plugin():
             if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
                 cmd += ["-p", "pytest_timeout"]
-            cmd += [f"--timeout={m.timeout:g}", "--timeout-method=signal"]
-        else:
-            cmd += [f"--assignment-timeout={m.timeout:g}"]
+            cmd += [f"--timeout={2 * m.timeout + 10:g}", "--timeout-method=thread"]
         if tasks:
             cmd += ["-m", " or ".join(tasks)]
         cmd += list(pytest_args or [])
@@ -252,8 +269,14 @@ def _score(g: Grade, m: _manifest.Manifest, records: list[dict[str, Any]],
             name += f": {t['doc']}"
         pts = t["points"]
         if r is None:
-            status, score, output = "did not run", 0.0, (
-                "The test run stopped before this test finished (a crash, an exit or a time limit).")
+            status, score, output = (
+                "did not run",
+                0.0,
+                (
+                    "The test run stopped before this test finished "
+                    "(a crash, an exit or a time limit)."
+                ),
+            )
         else:
             status, score, output = r["outcome"], pts * r["fraction"], r["output"]
         if t["task"] in costly or (t["task"] is None and g.violations):

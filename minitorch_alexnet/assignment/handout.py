@@ -99,7 +99,9 @@ def _task_for(where: str, arg: str, m: Manifest | None, path: str, line: int) ->
     return "task1"
 
 
-def find_regions(text: str, path: str = "<source>", manifest: Manifest | None = None) -> list[Region]:
+def find_regions(
+    text: str, path: str = "<source>", manifest: Manifest | None = None
+) -> list[Region]:
     """The solution regions of a Python file, checked: every BEGIN closed, none nested."""
     lines = text.splitlines()
     try:
@@ -160,7 +162,9 @@ def solution_lines(text: str, path: str = "<source>") -> list[str]:
     lines = text.splitlines()
     found = []
     for r in find_regions(text, path):
-        found += [s for s in (ln.strip() for ln in lines[r.begin + 1 : r.end]) if len(s) >= MIN_LEAK]
+        found += [
+            s for s in (ln.strip() for ln in lines[r.begin + 1 : r.end]) if len(s) >= MIN_LEAK
+        ]
     return found
 
 

@@ -113,8 +113,18 @@ def _library_trees(f: Forbidden) -> dict[str, tuple[str, list[str]]]:
     return out
 
 
-def find_pasted(source: str, f: Forbidden) -> list[PastedCopy]:
-    """The submission's functions whose normalised tree equals a forbidden function's."""
+def given_functions(handout: str) -> set[str]:
+    """The normalised trees of the functions a handout gives (not reported as copies)."""
+    try:
+        return {normalise(node)[0] for _, node in _functions(ast.parse(handout))}
+    except SyntaxError:
+        return set()
+
+
+def find_pasted(source: str, f: Forbidden, given: set[str] | None = None) -> list[PastedCopy]:
+    """The submission's functions whose normalised tree equals a forbidden function's;
+    those equal to a function of the handout (``given``, see :func:`given_functions`)
+    are the teacher's given code and not reported."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -123,7 +133,7 @@ def find_pasted(source: str, f: Forbidden) -> list[PastedCopy]:
     found = []
     for qualname, node in _functions(tree):
         dump, size = normalise(node)
-        if size >= MIN_NODES and dump in library:
+        if size >= MIN_NODES and dump in library and dump not in (given or set()):
             name, tasks = library[dump]
             found.append(PastedCopy(qualname, node.lineno, name, tasks))
     return found

@@ -1,7 +1,8 @@
 """The pytest plugin of an assignment folder: markers, the "grading" profile, and grading.
 
-An assignment's ``conftest.py`` loads it (``pytest_plugins = ["minitorch_alexnet.assignment.plugin"]``),
-so students running ``pytest`` in their handout get what the grader uses:
+An assignment's ``conftest.py`` loads it
+(``pytest_plugins = ["minitorch_alexnet.assignment.plugin"]``), so students running
+``pytest`` in their handout get what the grader uses:
 
 * markers: ``@pytest.mark.points(2)`` (default 1), ``@pytest.mark.visibility("hidden")``
   (``visible``, ``hidden``, ``after_due_date``, ``after_published``; default visible),
@@ -23,8 +24,9 @@ so students running ``pytest`` in their handout get what the grader uses:
 ``grade`` runs pytest with ``--submission NAME=PATH`` (the file is imported under the
 module name the tests import, before any test: neither the solution nor the library
 can stand in for it), ``--assignment-report PATH`` (one JSON line per test) and the
-per-test time limit (pytest-timeout's ``--timeout``; ``--assignment-timeout`` is a
-SIGALRM fallback when pytest-timeout is missing).
+per-test time limit (``--assignment-timeout``: a SIGALRM timer that raises
+:class:`TestTimeout`; pytest-timeout's ``--timeout`` with its thread method is the
+backstop for code that never returns to the interpreter).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--assignment-report", default=None, metavar="PATH",
                     help="write one JSON line per test here")  # fmt: skip
     group.addoption("--assignment-timeout", type=float, default=None, metavar="SECONDS",
-                    help="per-test time limit by SIGALRM (when pytest-timeout is missing)")  # fmt: skip
+                    help="per-test time limit (SIGALRM)")  # fmt: skip
 
 
 def _find_manifest(config: pytest.Config) -> _manifest.Manifest | None:
@@ -198,7 +200,8 @@ def describe(item: pytest.Item) -> dict[str, Any]:
         raise pytest.UsageError(f"{item.nodeid}: visibility {visibility!r}; use one of "
                                 f"{', '.join(VISIBILITIES)}")  # fmt: skip
     return dict(nodeid=item.nodeid, name=item.name, points=float(_marker_arg(item, "points", 1)),
-                visibility=visibility, task=task, doc=doc.splitlines()[0] if doc else "")  # fmt: skip
+                visibility=visibility, task=task,
+                doc=doc.splitlines()[0] if doc else "")  # fmt: skip
 
 
 class Parts:
@@ -236,11 +239,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 # ---------------------------------------------------------------- running and recording
-def _alarm(seconds: float, nodeid: str) -> Any:
-    def fail(signum: int, frame: Any) -> None:
-        pytest.fail(f"Timeout: the test ran past {seconds:g} s", pytrace=False)
+class TestTimeout(BaseException):
+    """A test ran past its time limit. A BaseException, so that Hypothesis does not take
+    it for a failing example and replay it (a replay would hang again, with no timer)."""
 
-    return signal.signal(signal.SIGALRM, fail)
+
+def _alarm(seconds: float) -> Any:
+    def stop(signum: int, frame: Any) -> None:
+        raise TestTimeout(f"Timeout: the test ran past its limit of {seconds:g} s")
+
+    return signal.signal(signal.SIGALRM, stop)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -251,7 +259,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     if guard is not None:
         guard.found = []
     if use_alarm:
-        previous = _alarm(seconds, item.nodeid)
+        previous = _alarm(seconds)
         signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
