@@ -3,6 +3,7 @@
     python -m minitorch_alexnet summary --model alexnet
     python -m minitorch_alexnet summary --model alexnet_cifar --flops --batch-size 128
     python -m minitorch_alexnet summary --model alexnet2012 --input 3,227,227 --backend numpy
+    python -m minitorch_alexnet summary --model torchvision_alexnet    # torchvision's alexnet()
 
 ``add_parser(subparsers)`` registers the subcommand on an argparse parser and
 ``run(args)`` executes it (0 on success, 2 when the model cannot take the input).
@@ -17,7 +18,7 @@ from typing import Any
 
 __all__ = ["add_parser", "main", "run"]
 
-_MODEL_NAMES = ("alexnet", "alexnet_cifar", "alexnet2012")
+_MODEL_NAMES = ("alexnet", "alexnet_cifar", "alexnet2012", "torchvision_alexnet", "alexnet_mnist")
 
 
 def _parse_input(text: str) -> tuple[int, ...]:
@@ -54,7 +55,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=_parse_input,
         default=None,
         metavar="C,H,W",
-        help="one sample's shape (default: the model's own, 3,227,227 or 3,32,32)",
+        help="one sample's shape (default: the model's own: 3,227,227, 3,32,32, 3,224,224 ...)",
     )
     p.add_argument(
         "--batch-size",

@@ -235,7 +235,9 @@ def test_build_model_names(T):
 
 def test_one_registry_of_model_names(T):
     """The script offers exactly the package's models and keeps no builder of its own."""
-    assert set(models.MODELS) == {"alexnet", "alexnet_cifar", "alexnet2012", "tiny"}
+    assert set(models.MODELS) == {
+        "alexnet", "alexnet_cifar", "alexnet2012", "torchvision_alexnet", "alexnet_mnist", "tiny"
+    }  # fmt: skip
     for name in models.MODELS:
         assert T.parse_args(["--model", name]).model == name
     with pytest.raises(SystemExit):

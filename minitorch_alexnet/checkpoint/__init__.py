@@ -24,11 +24,22 @@ into a :class:`CheckpointError`. Loading (:mod:`.core`) is all or nothing.
 Arrays are stored as host NumPy arrays and copied into the library and dtype of
 the receiving model when loaded, so a checkpoint saved on one backend (say CuPy)
 loads on any other (NumPy, Numba).
+
+Weights alone, to and from PyTorch (safetensors files, and PyTorch's ``.pt`` files
+through ``torch.load(weights_only=True)``), are in :mod:`.weights`.
 """
 
 from .archive import FORMAT, META_KEY, VERSION, CheckpointError
 from .core import SaveInterrupted, load_checkpoint, read_checkpoint, save_checkpoint
 from .files import atomic_write
+from .weights import (
+    WeightsError,
+    load_weights,
+    read_weights,
+    save_safetensors,
+    save_torch,
+    save_weights,
+)
 
 __all__ = [
     "FORMAT",
@@ -36,8 +47,14 @@ __all__ = [
     "VERSION",
     "CheckpointError",
     "SaveInterrupted",
+    "WeightsError",
     "atomic_write",
     "load_checkpoint",
+    "load_weights",
     "read_checkpoint",
+    "read_weights",
     "save_checkpoint",
+    "save_safetensors",
+    "save_torch",
+    "save_weights",
 ]

@@ -1,8 +1,11 @@
-"""Datasets and batches: CIFAR-10 (download, verify, load), a synthetic stand-in, a DataLoader.
+"""Datasets and batches: CIFAR-10, MNIST, Fashion-MNIST, image folders, a synthetic stand-in,
+and a DataLoader.
 
 Modules: ``files`` (the official names, checksums and size limits), ``download``,
 ``archive`` (safe extraction), ``batches`` (safe reading of a batch file), ``cifar``
-(finding, checking and loading the folder), ``dataset``, ``loader``, ``synthetic``.
+(finding, checking and loading the folder), ``mnist`` (MNIST and Fashion-MNIST),
+``imagefolder`` (your own images), ``registry`` (the datasets by name), ``dataset``,
+``loader``, ``synthetic``.
 
 from minitorch_alexnet import data
 splits = data.load_cifar10()                      # or data.make_synthetic(5000, 1000)
@@ -37,7 +40,10 @@ from .dataset import (
     UnsafeArchiveError,
     UnverifiedDatasetWarning,
 )
+from .imagefolder import IMAGENET_MEAN, IMAGENET_STD, ImageFolder, load_image_folder
 from .loader import CIFAR10_MEAN, CIFAR10_STD, DataLoader, crop_flip, normalize
+from .mnist import load_fashion_mnist, load_mnist
+from .registry import DATASETS, load_dataset, normalization
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic
 
 __all__ = [
@@ -49,6 +55,7 @@ __all__ = [
     "CIFAR10_STD",
     "CIFAR10_URL",
     "CorruptDatasetError",
+    "DATASETS",
     "DataLoader",
     "DatasetError",
     "DatasetIOError",
@@ -56,7 +63,10 @@ __all__ = [
     "DatasetSplits",
     "DiskFullError",
     "DownloadError",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "ImageDataset",
+    "ImageFolder",
     "SYNTHETIC_CLASSES",
     "UnsafeArchiveError",
     "UnverifiedDatasetWarning",
@@ -66,8 +76,13 @@ __all__ = [
     "extract_archive",
     "find_cifar10",
     "load_cifar10",
+    "load_dataset",
+    "load_fashion_mnist",
+    "load_image_folder",
+    "load_mnist",
     "make_synthetic",
     "md5sum",
+    "normalization",
     "normalize",
     "read_batch",
 ]

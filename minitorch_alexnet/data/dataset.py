@@ -87,7 +87,8 @@ class ImageDataset:
     """Images and labels held on the host.
 
     Attributes:
-        images: ``uint8`` array of shape ``(N, 3, 32, 32)`` (channels R, G, B; NCHW).
+        images: ``uint8`` array of shape ``(N, C, H, W)``: ``(N, 3, 32, 32)`` for CIFAR-10
+            (channels R, G, B), ``(N, 1, 28, 28)`` for MNIST.
         labels: ``int64`` array of shape ``(N,)`` with values in ``[0, len(classes))``.
         classes: the class names, indexed by label.
         name: a short description (``"cifar10-train"``, ``"synthetic-test"``, ...).
@@ -135,7 +136,7 @@ class DatasetSplits:
     Attributes:
         train: the training images.
         test: the test images.
-        name: ``"cifar10"`` or ``"synthetic"``.
+        name: ``"cifar10"``, ``"mnist"``, ``"fashion-mnist"``, ``"imagefolder"`` or ``"synthetic"``.
         source: where the data came from (a folder, or the generator's settings).
     """
 

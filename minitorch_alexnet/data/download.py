@@ -1,6 +1,8 @@
-"""Downloading the CIFAR-10 archive: bounded in time, resumable, never half-finished.
+"""Downloading a dataset file: bounded in time, resumable, never half-finished.
 
-The bytes go to ``cifar-10-python.tar.gz.part`` next to the archive, and a small
+:func:`download_file` fetches one file (CIFAR-10's archive, each of MNIST's four
+files); :func:`download_cifar10` is it with CIFAR-10's name, address and checksum.
+The bytes go to ``<name>.part`` (``cifar-10-python.tar.gz.part``) next to the file, and a small
 ``.part.json`` beside it records the address and the server's validator (ETag or
 Last-Modified) and size. The ``.part`` file is renamed to the archive only once
 complete and verified (MD5); both temporary files are removed on success.
@@ -47,7 +49,7 @@ try:  # an advisory lock, so that two downloads never write one .part file
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["download_cifar10"]
+__all__ = ["download_cifar10", "download_file"]
 
 _BLOCK = 1 << 16
 
@@ -118,7 +120,9 @@ def _lock(out: Any, part: Path) -> None:
         ) from None
 
 
-def _attempt(url: str, part: Path, info: Path, timeout: float, ends_at: float, bar: Any) -> None:
+def _attempt(
+    url: str, part: Path, info: Path, timeout: float, ends_at: float, bar: Any, what: str, hint: str
+) -> None:
     """One request: resume (or restart) the .part file and append until the body ends."""
     try:
         fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
@@ -139,12 +143,12 @@ def _attempt(url: str, part: Path, info: Path, timeout: float, ends_at: float, b
                 out.truncate(0)
                 raise _BrokeOff("the server refused to resume; starting again") from None
             _drop_if_empty(out, part, info)
-            raise DownloadError(f"could not download CIFAR-10 from {url} ({e}).") from None
+            raise DownloadError(f"could not download {what} from {url} ({e}).") from None
         except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
             _drop_if_empty(out, part, info)
             raise DownloadError(
-                f"could not download CIFAR-10 from {url} ({e}). Are you offline? "
-                + how_to_get(part.parent)
+                f"could not download {what} from {url} ({e}). Are you offline?"
+                + (f" {hint}" if hint else "")
             ) from None
         with response:
             where = _start_and_total(response, have)
@@ -226,30 +230,59 @@ def download_cifar10(
         CorruptDatasetError: the download finished but its checksum is wrong (it is deleted).
         DiskFullError: the disk filled up (the ``.part`` file is kept for resuming).
     """
+    root = data_root(data_dir)
+    return download_file(
+        url or os.environ.get(URL_ENV_VAR) or CIFAR10_URL,
+        root / CIFAR10_ARCHIVE,
+        md5,
+        what="CIFAR-10",
+        hint=how_to_get(root),
+        progress=progress,
+        timeout=timeout,
+        deadline=deadline,
+        retries=retries,
+    )
+
+
+def download_file(
+    url: str,
+    target: Path,
+    md5: str | None,
+    *,
+    what: str,
+    hint: str = "",
+    progress: bool = True,
+    timeout: float = 30.0,
+    deadline: float = 3600.0,
+    retries: int = 3,
+) -> Path:
+    """Download ``url`` to the file ``target``, resumably, and check its MD5.
+
+    ``what`` names the dataset in messages and ``hint`` says how else to get it.
+    The other arguments, the return value and the errors are :func:`download_cifar10`'s.
+    """
     from tqdm.auto import tqdm
 
-    url = url or os.environ.get(URL_ENV_VAR) or CIFAR10_URL
-    root = data_root(data_dir)
+    root = target.parent
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise write_error(e, "creating the folder", root) from None
-    remove_stale(root, CIFAR10_ARCHIVE + ".*.part")  # random names of older versions
-    target = root / CIFAR10_ARCHIVE
-    part = root / (CIFAR10_ARCHIVE + ".part")
-    info = root / (CIFAR10_ARCHIVE + ".part.json")
+    remove_stale(root, target.name + ".*.part")  # random names of older versions
+    part = root / (target.name + ".part")
+    info = root / (target.name + ".part.json")
     ends_at = time.monotonic() + deadline
     bar = tqdm(
         unit="B",
         unit_scale=True,
         unit_divisor=1024,
-        desc=f"downloading {CIFAR10_ARCHIVE}",
+        desc=f"downloading {target.name}",
         disable=None if progress else True,
     )
     with bar:
         for attempt in range(retries + 1):
             try:
-                _attempt(url, part, info, timeout, ends_at, bar)
+                _attempt(url, part, info, timeout, ends_at, bar, what, hint)
                 break
             except _BrokeOff as e:
                 if attempt < retries and time.monotonic() < ends_at:

@@ -13,8 +13,8 @@ from .. import nn
 __all__ = ["tiny_cnn"]
 
 
-def tiny_cnn(num_classes: int = 10, width: int = 16) -> nn.Sequential:
-    """Three conv blocks and a linear layer, for inputs of shape ``(N, 3, 32, 32)``.
+def tiny_cnn(num_classes: int = 10, width: int = 16, *, in_channels: int = 3) -> nn.Sequential:
+    """Three conv blocks and a linear layer, for inputs of shape ``(N, in_channels, 32, 32)``.
 
     Each block is conv 3x3 (padding 1), ReLU, BatchNorm, max-pool 2x2, so the
     feature maps go ``(N, width, 16, 16) -> (N, 2 width, 8, 8) -> (N, 4 width, 4, 4)``;
@@ -23,7 +23,7 @@ def tiny_cnn(num_classes: int = 10, width: int = 16) -> nn.Sequential:
     state dict (``0.weight`` is the first convolution's).
     """
     layers: list[nn.Module] = []
-    c_in = 3
+    c_in = in_channels
     for c_out in (width, 2 * width, 4 * width):
         layers += [
             nn.Conv2d(c_in, c_out, 3, padding=1),

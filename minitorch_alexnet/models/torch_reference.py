@@ -1,4 +1,4 @@
-"""The same three networks written in PyTorch, as an oracle for tests and benchmarks.
+"""The same networks written in PyTorch, as an oracle for tests and benchmarks.
 
 PyTorch is never needed to run this project; it is imported inside these
 functions only. The PyTorch modules are written out independently of ours (not
@@ -29,6 +29,7 @@ __all__ = [
     "build_torch_model",
     "copy_weights_from_torch",
     "copy_weights_to_torch",
+    "torchvision_alexnet",
 ]
 
 
@@ -208,11 +209,58 @@ def _classes() -> dict[str, type]:
             self.fc2 = tnn.Sequential(tnn.Dropout(dropout), tnn.Linear(hidden, hidden), tnn.ReLU())
             self.fc3 = tnn.Sequential(tnn.Linear(hidden, num_classes))
 
+    class TorchvisionAlexNet(tnn.Module):
+        """torchvision's AlexNet, written out from its published layer list (so that the
+        tests run where only torch is installed): features / avgpool / classifier."""
+
+        def __init__(self, num_classes: int = 1000, dropout: float = 0.5):
+            super().__init__()
+            self.features = tnn.Sequential(
+                tnn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
+                tnn.ReLU(inplace=True),
+                tnn.MaxPool2d(kernel_size=3, stride=2),
+                tnn.Conv2d(64, 192, kernel_size=5, padding=2),
+                tnn.ReLU(inplace=True),
+                tnn.MaxPool2d(kernel_size=3, stride=2),
+                tnn.Conv2d(192, 384, kernel_size=3, padding=1),
+                tnn.ReLU(inplace=True),
+                tnn.Conv2d(384, 256, kernel_size=3, padding=1),
+                tnn.ReLU(inplace=True),
+                tnn.Conv2d(256, 256, kernel_size=3, padding=1),
+                tnn.ReLU(inplace=True),
+                tnn.MaxPool2d(kernel_size=3, stride=2),
+            )
+            self.avgpool = tnn.AdaptiveAvgPool2d((6, 6))
+            self.classifier = tnn.Sequential(
+                tnn.Dropout(p=dropout),
+                tnn.Linear(256 * 6 * 6, 4096),
+                tnn.ReLU(inplace=True),
+                tnn.Dropout(p=dropout),
+                tnn.Linear(4096, 4096),
+                tnn.ReLU(inplace=True),
+                tnn.Linear(4096, num_classes),
+            )
+
+        def forward(self, x: Any) -> Any:
+            x = self.avgpool(self.features(x))
+            return self.classifier(torch.flatten(x, 1))
+
     return {
         "alexnet": TorchAlexNet,
         "alexnet_cifar": TorchAlexNetCIFAR,
         "alexnet2012": TorchAlexNet2012,
+        "torchvision_alexnet": TorchvisionAlexNet,
     }
+
+
+def torchvision_alexnet(num_classes: int = 1000, dropout: float = 0.5) -> Any:
+    """torchvision's own ``alexnet()`` (random weights) when torchvision is installed,
+    else the same network written out in ``torch.nn`` (same layers, same state_dict keys)."""
+    try:
+        from torchvision.models import alexnet
+    except ImportError:
+        return _classes()["torchvision_alexnet"](num_classes=num_classes, dropout=dropout)
+    return alexnet(weights=None, num_classes=num_classes, dropout=dropout)
 
 
 def build_torch_model(name: str, num_classes: int | None = None, **kwargs: Any) -> Any:
