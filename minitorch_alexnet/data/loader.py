@@ -111,6 +111,9 @@ class DataLoader:
             project's host generator (so :func:`manual_seed` makes it reproducible).
         epoch: the epoch the first pass is (as :meth:`set_epoch`; for resuming).
         backend: the backend to put the data on (default: the active one).
+        sampler: the dataset indices of each epoch instead of ``shuffle``, such as a
+            :class:`~minitorch_alexnet.distributed.DistributedSampler`; one that has
+            ``positions()`` gives each image the crop and flip of that epoch position.
 
     Iterating yields ``(x, y)``: ``x`` ``float32`` ``(B, C, H, W)`` and ``y`` ``int64``
     ``(B,)``, both arrays of the backend. Each complete pass advances ``epoch``
@@ -131,7 +134,13 @@ class DataLoader:
         seed: int | None = None,
         epoch: int = 0,
         backend: str | None = None,
+        sampler: Any = None,
     ):
+        if sampler is not None and shuffle:
+            raise ValueError(
+                "DataLoader: sampler and shuffle=True exclude each other (the sampler "
+                "chooses the order; shuffle there)"
+            )
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if len(dataset) == 0:
@@ -150,6 +159,8 @@ class DataLoader:
             seed = int(_backend.host_rng().integers(0, 2**63 - 1))
         self.seed = int(seed)
         self.epoch = int(epoch)
+        self.sampler = sampler
+        self._count = len(dataset) if sampler is None else len(sampler)  # examples per pass
         with _backend.use_backend(self.backend.name):
             # the one upload of the data; batches are cut from these arrays
             self._images = _backend.asarray(dataset.images)
@@ -162,13 +173,13 @@ class DataLoader:
             )
 
     def __len__(self) -> int:
-        n, b = len(self.dataset), self.batch_size
+        n, b = self._count, self.batch_size
         return n // b if self.drop_last else -(-n // b)
 
     @property
     def num_examples(self) -> int:
         """Examples per epoch (fewer than the dataset's with ``drop_last``)."""
-        return len(self) * self.batch_size if self.drop_last else len(self.dataset)
+        return len(self) * self.batch_size if self.drop_last else self._count
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass the ``epoch``-th (its order and augmentation depend only on it)."""
@@ -179,7 +190,10 @@ class DataLoader:
         """Example indices for ``epoch``: a host permutation, uploaded once per epoch."""
         np = host_numpy()
         n = len(self.dataset)
-        if self.shuffle:
+        if self.sampler is not None:
+            getattr(self.sampler, "set_epoch", lambda e: None)(epoch)
+            order = np.fromiter(self.sampler, dtype=np.int64, count=self._count)
+        elif self.shuffle:
             order = np.random.default_rng([self.seed, epoch, 0]).permutation(n)
         else:
             order = np.arange(n)
@@ -210,6 +224,10 @@ class DataLoader:
         epoch = self.epoch
         order = self._order(epoch)
         params = self._augment_params(epoch) if self.augment else None
+        if params is not None and hasattr(self.sampler, "positions"):
+            with _backend.use_backend(self.backend.name):  # each image its position's
+                where = _backend.asarray(self.sampler.positions(), dtype="int64")
+            params = tuple(a[where] for a in params)
         b = self.batch_size
         for k in range(len(self)):
             idx = order[k * b : (k + 1) * b]

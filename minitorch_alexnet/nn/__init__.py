@@ -16,6 +16,7 @@ from .lrn import LocalResponseNorm
 from .module import Module, Parameter, is_grad_enabled, no_grad
 from .pooling import MaxPool2d
 from .softmax import LogSoftmax, NLLLoss, Softmax
+from .syncbatchnorm import SyncBatchNorm
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -37,6 +38,7 @@ __all__ = [
     "ReLU",
     "Sequential",
     "Softmax",
+    "SyncBatchNorm",
     "is_grad_enabled",
     "no_grad",
 ]
