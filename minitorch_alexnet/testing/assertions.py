@@ -26,6 +26,7 @@ def _layer(layer_or_factory: Any, who: str, copy: bool = False) -> Any:
     """:func:`~minitorch_alexnet.gradcheck.build_layer`, with a factory that raised
     reported as a failed assertion (the student's constructor is at fault) and
     anything else that is not a layer as a TypeError (the test is)."""
+    __tracebackhide__ = True  # pytest: show the test's line, not this helper's
     try:
         return build_layer(layer_or_factory, copy=copy)
     except LayerBuildError as e:
@@ -107,6 +108,9 @@ def assert_gradcheck(
             has the layer, its input shapes, ``config``, and for each failing tensor
             the worst index with its numeric and analytic values.
     """
+    # pytest leaves frames with this local out of a failure's traceback: the student
+    # sees the line of their test that failed and the message, not this function
+    __tracebackhide__ = True
     layer = _layer(layer_or_factory, "assert_gradcheck")
     try:
         result = gradcheck(
@@ -270,6 +274,7 @@ def assert_matches_reference(
             names each tensor with its worst index and both values, the reference's
             configuration, the input shapes and ``config``.
     """
+    __tracebackhide__ = True  # as in assert_gradcheck: the failure shows the test's line
     np = _backend.host_xp()
     stu = _prepare(student, "assert_matches_reference (student)")
     ref = _prepare(reference, "assert_matches_reference (reference)")
@@ -277,6 +282,7 @@ def assert_matches_reference(
     context = _context(ref, inputs, config)
 
     def fail(lines: list[str], cause: BaseException | None = None) -> None:
+        __tracebackhide__ = True
         raise AssertionError("\n".join(lines[:1] + context + lines[1:])) from cause
 
     if copy_state and hasattr(ref, "state_dict"):
@@ -294,6 +300,7 @@ def assert_matches_reference(
         stu.train(getattr(ref, "training", True))
 
     def run(what: str, fn: Callable[[], Any]) -> Any:
+        __tracebackhide__ = True
         try:
             return fn()
         except Exception as e:
