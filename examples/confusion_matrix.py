@@ -33,11 +33,9 @@ except ImportError:  # running from a source checkout without installing
 
 from minitorch_alexnet import backend as B
 from minitorch_alexnet import data, nn
-from minitorch_alexnet.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from minitorch_alexnet.checkpoint import CheckpointError
 from minitorch_alexnet.data import DatasetError
-
-#: metadata ``model_class`` -> the name ``minitorch_alexnet.models.build_model`` takes
-MODEL_NAMES = {"AlexNet": "alexnet", "AlexNetCIFAR": "alexnet_cifar", "AlexNet2012": "alexnet2012"}
+from minitorch_alexnet.train.predict import MODEL_NAMES, load_trained
 
 
 # ---------------------------------------------------------------- the matrix
@@ -136,42 +134,6 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: st
 
 
 # ---------------------------------------------------------------- the model
-def _weight(arrays: dict[str, Any], prefix: str) -> Any:
-    """The first 2-D or 4-D weight stored under ``model/<prefix>.``."""
-    for k, v in arrays.items():
-        if k.startswith(f"model/{prefix}.") and k.endswith(".weight") and v.ndim in (2, 4):
-            return v
-    raise CheckpointError(f"the checkpoint has no weight for {prefix!r}")
-
-
-def build_from_checkpoint(arrays: dict[str, Any], meta: dict[str, Any], name: str | None) -> Any:
-    """A model of the checkpoint's class, with the widths its weights have (not yet loaded)."""
-    model_class = meta.get("model_class")
-    name = name or MODEL_NAMES.get(model_class)
-    if name is None:
-        raise CheckpointError(
-            f"the checkpoint holds a {model_class!r}; pass --model "
-            f"({', '.join([*MODEL_NAMES.values(), 'tiny'])})"
-        )
-    if name == "tiny":
-        from minitorch_alexnet.models import tiny_cnn
-
-        first = _weight(arrays, "0")
-        last = [v for k, v in arrays.items() if k.endswith(".weight") and v.ndim == 2][-1]
-        return tiny_cnn(num_classes=last.shape[0], width=first.shape[0])
-    from minitorch_alexnet.models import build_model
-
-    conv = [_weight(arrays, f"conv{i}") for i in range(1, 6)]
-    fc1, fc3 = _weight(arrays, "fc1"), _weight(arrays, "fc3")
-    return build_model(
-        name,
-        num_classes=fc3.shape[0],
-        in_channels=conv[0].shape[1],
-        channels=tuple(w.shape[0] for w in conv),
-        hidden=fc1.shape[0],
-    )
-
-
 def resize_nearest(x: Any, side: int) -> Any:
     """(N, C, H, W) -> (N, C, side, side) by nearest-neighbour sampling (a no-op at H = side)."""
     if x.shape[2] == side and x.shape[3] == side:
@@ -226,9 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     with B.use_backend(backend.name):
         try:
-            arrays, meta = read_checkpoint(args.checkpoint)
-            model = build_from_checkpoint(arrays, meta, args.model)
-            load_checkpoint(args.checkpoint, model, restore_rng=False)
+            model, _ = load_trained(args.checkpoint, args.model)  # the weights, in eval mode
             splits = data.load_cifar10(args.data_dir, download=False)
         except (CheckpointError, DatasetError, ValueError) as e:
             print(f"confusion_matrix: {e}", file=sys.stderr)
@@ -237,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         preds = predict(model, test, args.batch_size, progress=sys.stderr.isatty())
     labels = np.asarray(test.labels, dtype=np.int64)
     cm = confusion_matrix(labels, preds, len(test.classes))
-    title = f"{meta.get('model_class', 'model')} on the CIFAR-10 test split"
+    title = f"{type(model).__name__} on the CIFAR-10 test split"
     text = format_report(cm, test.classes, title)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "confusion_matrix.txt").write_text(text, encoding="utf-8")

@@ -3,6 +3,9 @@
 Commands:
     summary     print a model's layer table (torchsummary's format), optionally with FLOPs
     gradcheck   run the property gradchecks on a built-in layer or on your own
+    assignment  release, grade and self-check course assignments (new, check, release, grade)
+    train       train a model (the flags of examples/train_cifar.py)
+    predict     classify image files with a trained checkpoint
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     from . import cli_gradcheck, cli_summary
+    from .assignment import cli as cli_assignment
+    from .train import cli as cli_train
+    from .train import predict as cli_predict
 
     parser = argparse.ArgumentParser(
         prog="python -m minitorch_alexnet",
@@ -22,6 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     cli_summary.add_parser(commands)
     cli_gradcheck.add_parser(commands)
+    cli_assignment.add_parser(commands)
+    cli_train.add_parser(commands)
+    cli_predict.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -28,7 +28,19 @@ PACKAGE = "minitorch_alexnet"
 LAYERS = {"nn", "optim", "shape_walk"}  # shape_walk: the layers' shape facts, walked
 MODELS = {"models"}
 BACKEND = {"backend"}
-TOOLS = {"gradcheck", "shapes", "summary", "checkpoint", "data", "testing", "train", "__main__"}
+TOOLS = {
+    "gradcheck",
+    "shapes",
+    "summary",
+    "checkpoint",
+    "data",
+    "distributed",
+    "testing",
+    "assignment",
+    "train",
+    "viz",
+    "__main__",
+}
 FACE = "face"  # the package's __init__.py
 
 #: tier -> the tiers it must not import

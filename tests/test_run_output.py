@@ -41,3 +41,15 @@ def test_the_loss_curve_is_drawn_on_a_log_axis(tmp_path, monkeypatch):
     assert rundir.plot_curves(tmp_path / "b.png", history, "run")
     assert scales == ["log", "linear"]
     assert (tmp_path / "a.png").stat().st_size > 0
+
+
+def test_a_short_epoch_shows_its_loss_before_it_ends(monkeypatch):
+    """The issue's README run has 15 steps an epoch: the bar must update within it."""
+    from types import SimpleNamespace
+
+    from minitorch_alexnet.train import loop
+
+    assert loop.log_every(15) == 1  # the CPU: reading the loss costs nothing
+    monkeypatch.setattr(loop.B, "get_backend", lambda: SimpleNamespace(device="cuda"))
+    assert loop.log_every(15) == 3 and loop.log_every(1000) == loop.LOG_EVERY
+    assert loop.log_every(3) == 1

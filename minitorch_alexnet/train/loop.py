@@ -21,10 +21,21 @@ from tqdm.auto import tqdm
 
 from .. import backend as B
 from .. import data, nn, optim
+from ..backend.numba import compiling
 
 __all__ = ["Diverged", "check_finite_state", "evaluate", "make_train_step", "train_one_epoch"]
 
-LOG_EVERY = 20  # steps between progress-bar updates (the only times the loss is read)
+LOG_EVERY = 20  # GPU: steps between progress-bar updates (the only times the loss is read)
+
+
+def log_every(steps: int) -> int:
+    """Steps between progress-bar updates: every step on the CPU, where reading the loss
+    costs nothing; on a GPU every LOG_EVERY (a read waits for the device), but at least
+    five times an epoch, so that a short epoch shows its loss before it ends."""
+    if B.get_backend().device == "cpu":
+        return 1
+    return max(1, min(LOG_EVERY, steps // 5))
+
 
 Step = Callable[[Any, Any], tuple[Any, Any]]  # (images, labels) -> (loss, number correct)
 
@@ -121,11 +132,14 @@ def train_one_epoch(
     bar = tqdm(
         loader, desc=desc, leave=False, disable=None if progress else True, dynamic_ncols=True
     )
+    every = log_every(len(loader))
     for k, (images, labels) in enumerate(bar, 1):
         loss, correct = step(images, labels)  # forward, loss, backward, update
         scheduler.step()  # next learning rate (OneCycle steps per batch)
         meter.update(loss, correct, len(labels))
-        if k % LOG_EVERY == 0 or k == len(loader):
+        if k == 1 and compiling.seconds() > 0:  # a first run: the Numba kernels compiled
+            tqdm.write(f"compiled the kernels in {compiling.seconds():.1f} s (cached from now on)")
+        if k % every == 0 or k == len(loader):
             mean_loss, acc = meter.read()
             if not math.isfinite(mean_loss):
                 raise Diverged(f"the training loss became {mean_loss} at step {k} of {desc}")
@@ -139,19 +153,24 @@ def train_one_epoch(
 
 
 def evaluate(
-    model: nn.Module, loader: data.DataLoader, criterion: nn.CrossEntropyLoss | None = None
+    model: nn.Module,
+    loader: data.DataLoader,
+    criterion: nn.CrossEntropyLoss | None = None,
+    progress: bool = False,
 ) -> tuple[float, float]:
     """Mean loss and accuracy on ``loader``, in evaluation mode, keeping nothing for backward.
 
     ``criterion`` defaults to plain cross-entropy; a run passes its own (with its
     label smoothing), so that its train and test losses are the same quantity.
+    ``progress``: a progress bar (on a terminal only).
     """
     criterion = criterion or nn.CrossEntropyLoss()
     model.eval()
     meter = RunningMeter()
     side = input_side(model)
     with nn.no_grad():
-        for images, labels in loader:
+        bar = tqdm(loader, desc="test", leave=False, disable=None if progress else True)
+        for images, labels in bar:
             logits = model(resize_nearest(images, side))
             meter.update(criterion(logits, labels), count_correct(logits, labels), len(labels))
     return meter.read()

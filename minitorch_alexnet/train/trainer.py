@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 from .. import backend as B
 from .. import data, nn, optim
 from ..checkpoint import CheckpointError, SaveInterrupted, load_checkpoint, save_checkpoint
-from ..models import MODELS, build_model
+from ..distributed.training import Parallel, parallel_hooks
+from ..models import INPUT_SIDES, MODELS, build_model
 from .loop import (
     Diverged,
     check_finite_state,
@@ -102,7 +103,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # cross-entropy against (1 - s) one-hot + s / classes
     momentum: float = 0.9  # Nesterov momentum, used as it is only if not cycle_momentum
     cycle_momentum: bool = True  # OneCycle moves momentum 0.95 -> 0.85 -> 0.95
-    dataset: str = "auto"  # "cifar10", "synthetic", or "auto" (CIFAR-10, else synthetic)
+    dataset: str = "auto"  # "auto" (CIFAR-10, else synthetic), "synthetic" or data.DATASETS
     data_dir: str | Path | None = None  # None: $MINITORCH_ALEXNET_DATA or ~/.cache/...
     download: bool = True  # download CIFAR-10 if it is not in data_dir
     subset: int | None = None  # train on the first N images (None: all)
@@ -116,15 +117,16 @@ class TrainConfig:
     backend: str | None = None  # "numba", "numpy", "cupy"; None: cupy with a GPU, else numba
     cuda_graph: bool = False  # cupy: record the step once as a CUDA graph, then replay it
     progress: bool = True  # progress bars (only ever on a terminal)
+    distributed: bool = False  # one process per device under mpiexec (docs/distributed.md)
+    sync_bn: bool = False  # with distributed: BatchNorm statistics of the global batch
 
     def __post_init__(self) -> None:
         """Refuse, with a :class:`ConfigError` naming the setting, anything that cannot work."""
         if self.model not in MODELS:
             raise ConfigError("model", f"must be one of {', '.join(MODELS)}, not {self.model!r}")
-        if self.dataset not in ("auto", "cifar10", "synthetic"):
-            raise ConfigError(
-                "dataset", f"must be auto, cifar10 or synthetic, not {self.dataset!r}"
-            )
+        if self.dataset not in ("auto", "synthetic", *data.DATASETS):
+            choices = ", ".join(("auto", "synthetic", *data.DATASETS))
+            raise ConfigError("dataset", f"must be one of {choices}, not {self.dataset!r}")
         for name, least in {**WHOLE_NUMBERS, **OPTIONAL_WHOLE_NUMBERS}.items():
             value = getattr(self, name)
             if value is None and name in OPTIONAL_WHOLE_NUMBERS:
@@ -174,9 +176,16 @@ def synthetic_banner(reason: str) -> str:
 
 
 def load_data(config: TrainConfig) -> data.DatasetSplits:
-    """CIFAR-10 or synthetic data, as ``config.dataset`` asks, cut to the subset sizes."""
+    """The data ``config.dataset`` names (auto: CIFAR-10, else synthetic), cut to the subsets."""
     splits = None
-    if config.dataset in ("auto", "cifar10"):
+    if config.dataset not in ("auto", "cifar10", "synthetic"):  # MNIST, an image folder, ...
+        kw = {"download": config.download, "progress": config.progress}
+        try:
+            side = INPUT_SIDES[config.model]
+            splits = data.load_dataset(config.dataset, config.data_dir, image_size=side, **kw)
+        except (data.DatasetError, ImportError) as e:  # ImportError: Pillow is missing
+            raise TrainingError(f"--dataset {config.dataset}: {e}") from None
+    elif config.dataset in ("auto", "cifar10"):
         try:
             splits = data.load_cifar10(
                 config.data_dir, download=config.download, progress=config.progress
@@ -316,11 +325,12 @@ def train(config: TrainConfig) -> list[dict[str, float]]:
     for a NaN or infinite loss, weight or statistic, ``KeyboardInterrupt`` for
     Ctrl-C; after the last two it has said on stderr which checkpoint is kept.
     """
-    with run_folder(config.out, config.resume, config.overwrite) as out:
-        return train_in(out, config)
+    par = parallel_hooks(config, TrainingError)  # one process, or one rank under mpiexec
+    with par.run_folder(run_folder, config) as out:
+        return train_in(out, config, par)
 
 
-def train_in(out: Path, config: TrainConfig) -> list[dict[str, float]]:
+def train_in(out: Path, config: TrainConfig, par: Parallel) -> list[dict[str, float]]:
     """:func:`train` in the folder ``out``, which the caller has chosen, locked and checked."""
     t_start = time.perf_counter()
     backend = pick_backend(config.backend)
@@ -328,18 +338,22 @@ def train_in(out: Path, config: TrainConfig) -> list[dict[str, float]]:
     splits = load_data(config)
     ckpt_path = out / "checkpoint.npz"
 
-    model = build_model(config.model, num_classes=len(splits.classes))
+    c = splits.train.images.shape[1]
+    channels = {"in_channels": c} if c != 3 else {}  # 1 for MNIST
+    model = par.prepare(build_model(config.model, num_classes=len(splits.classes), **channels))
+    mean, std = data.normalization(splits)
     check_batch_statistics(model, config, len(splits.train))
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     train_loader = data.DataLoader(
         splits.train,
-        batch_size=config.batch_size,
-        shuffle=True,
+        **par.loader_args(splits.train, config),  # batch size and order (of this rank)
         drop_last=len(splits.train) > config.batch_size,  # no tiny last batch for BatchNorm
         augment=config.augment,
         seed=config.seed,
+        mean=mean,
+        std=std,
     )
-    test_loader = data.DataLoader(splits.test, batch_size=2 * config.batch_size)
+    test_loader = data.DataLoader(splits.test, batch_size=2 * config.batch_size, mean=mean, std=std)
     optimizer, scheduler = make_optimizer(model, config, len(train_loader))
     settings = settings_of(config, splits.name)
     if config.cuda_graph and backend != "cupy":
@@ -351,7 +365,7 @@ def train_in(out: Path, config: TrainConfig) -> list[dict[str, float]]:
         print(f"resuming from {ckpt_path} after epoch {start_epoch}")
     elif config.resume:
         print(f"--resume: no checkpoint at {ckpt_path} yet; starting from scratch")
-    if config.overwrite:
+    if config.overwrite and par.writes:
         clear_run(out)  # the set-up worked: only now does the old run go
     n_params = sum(p.size for p in model.parameters())
     print(
@@ -365,7 +379,7 @@ def train_in(out: Path, config: TrainConfig) -> list[dict[str, float]]:
     if config.stop_after is not None:
         last_epoch = min(config.epochs, start_epoch + config.stop_after)
     # after any resume: a recorded graph keeps using the arrays it saw
-    step = make_train_step(model, criterion, optimizer)
+    step = make_train_step(model, criterion, par.wrap(optimizer))
     if config.cuda_graph:
         step = graphed(step, optimizer)
     epoch = start_epoch
@@ -377,10 +391,10 @@ def train_in(out: Path, config: TrainConfig) -> list[dict[str, float]]:
             # GPU dropout masks: reproducible per epoch (a no-op on the CPU)
             B.seed_device_generator(config.seed * 100003 + epoch)
             desc = f"epoch {epoch + 1}/{config.epochs}"
-            train_loss, train_acc, rate = train_one_epoch(
-                model, train_loader, step, scheduler, desc, config.progress
+            train_loss, train_acc, rate = par.end_epoch(
+                model, *train_one_epoch(model, train_loader, step, scheduler, desc, config.progress)
             )
-            test_loss, test_acc = evaluate(model, test_loader, criterion)
+            test_loss, test_acc = evaluate(model, test_loader, criterion, config.progress)
             if not math.isfinite(test_loss):
                 raise Diverged(f"the test loss became {test_loss} after {desc}")
             # finite losses do not prove finite weights: a BatchNorm variance can overflow
@@ -398,16 +412,18 @@ def train_in(out: Path, config: TrainConfig) -> list[dict[str, float]]:
                 }
             )
             # only now, with the epoch's losses and state finite, is the checkpoint replaced
-            save_checkpoint(
-                ckpt_path,
-                model,
-                optimizer,
-                scheduler,
-                epoch=epoch + 1,
-                extra={"config": settings, "history": history},
-            )
+            if par.writes:  # one process, or rank 0 of several
+                save_checkpoint(
+                    ckpt_path,
+                    model,
+                    optimizer,
+                    scheduler,
+                    epoch=epoch + 1,
+                    extra={"config": settings, "history": history, "classes": list(splits.classes)},
+                )
             saved = epoch + 1
-            write_json_atomic(out / "metrics.json", history)
+            if par.writes:
+                write_json_atomic(out / "metrics.json", history)
             tqdm.write(
                 f"{desc}: train loss {train_loss:.4f} acc {train_acc:.2%} | test loss "
                 f"{test_loss:.4f} acc {test_acc:.2%} | {seconds:.1f} s | {rate:.0f} images/s"
@@ -427,7 +443,7 @@ def train_in(out: Path, config: TrainConfig) -> list[dict[str, float]]:
         )
         raise
 
-    if history:
+    if history and par.writes:
         title = f"{config.model} on {splits.name} ({backend})"
         if not plot_curves(out / "curves.png", history, title):
             print("note: matplotlib is not installed, so curves.png was not drawn")
