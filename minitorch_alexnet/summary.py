@@ -134,8 +134,9 @@ def _count(module: nn.Module) -> tuple[int, bool | None]:
 
 
 @contextlib.contextmanager
-def _model_preserved(model: nn.Module) -> Any:
-    """Put back every training flag, backward cache, buffer and the host generator afterwards."""
+def model_preserved(model: nn.Module) -> Any:
+    """Put back every training flag, backward cache, buffer and the host generator afterwards
+    (``summary`` and the saliency maps of ``viz`` run a model without changing it)."""
     modules = list(model.modules())
     flags = [m.training for m in modules]
     caches = [m.__dict__.get("_cache") for m in modules]
@@ -274,7 +275,7 @@ def _forward_records(model: nn.Module, sizes: list[tuple[int, ...]], why: str) -
         object.__setattr__(m, "forward", forward)
         wrapped.append((m, previous))
 
-    with _model_preserved(model):
+    with model_preserved(model):
         try:
             for m in model.modules():
                 if m is not model and not isinstance(m, nn.Sequential):

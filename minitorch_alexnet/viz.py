@@ -26,24 +26,24 @@ from typing import Any
 
 from . import backend as _backend
 from . import nn
+from .summary import model_preserved
 
 __all__ = ["activation_maps", "for_display", "saliency_maps", "show_saliency", "tile"]
 
 
 @contextmanager
 def _inspecting(model: nn.Module):
-    """Evaluation mode and untouched ``.grad`` inside; the model's mode and gradients after."""
-    training = getattr(model, "training", False)
+    """Evaluation mode and untouched ``.grad`` inside; afterwards each module's own mode,
+    its pending backward cache and the parameters' gradients as they were."""
     params = list(model.parameters())
     kept = [None if p.grad is None else p.grad.copy() for p in params]
-    model.eval()
-    try:
-        yield
-    finally:
-        for p, g in zip(params, kept):
-            p.grad = g
-        model.clear_cache()
-        model.train(training)
+    with model_preserved(model):
+        model.eval()
+        try:
+            yield
+        finally:
+            for p, g in zip(params, kept):
+                p.grad = g
 
 
 def _images(images: Any) -> Any:

@@ -86,6 +86,20 @@ def test_the_model_is_left_as_it_was():
         assert model.training
 
 
+def test_mid_training_a_frozen_layer_and_a_pending_backward_survive():
+    """Each module keeps its own mode (a BatchNorm frozen in eval inside a training
+    model stays frozen), and a forward waiting for its backward can still be finished."""
+    with mt.use_backend("numpy"):
+        model = AlexNetCIFAR(num_classes=10).train()
+        frozen = next(m for m in model.modules() if isinstance(m, mt.nn.BatchNorm2d))
+        frozen.eval()
+        x = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype("float32")
+        y = model(x)  # training forward, its cache kept for backward
+        viz.saliency_maps(model, x)
+        assert model.training and not frozen.training
+        model.backward(np.ones(y.shape, dtype=y.dtype))  # the cache is still there
+
+
 def test_activation_maps_are_the_blocks_outputs():
     with mt.use_backend("numpy"):
         model = _tiny()
