@@ -35,6 +35,7 @@ from minitorch_alexnet import backend as B
 from minitorch_alexnet import data, nn
 from minitorch_alexnet.checkpoint import CheckpointError
 from minitorch_alexnet.data import DatasetError
+from minitorch_alexnet.train.loop import resize_nearest
 from minitorch_alexnet.train.predict import MODEL_NAMES, load_trained
 
 
@@ -134,16 +135,6 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], path: Path, title: st
 
 
 # ---------------------------------------------------------------- the model
-def resize_nearest(x: Any, side: int) -> Any:
-    """(N, C, H, W) -> (N, C, side, side) by nearest-neighbour sampling (a no-op at H = side)."""
-    if x.shape[2] == side and x.shape[3] == side:
-        return x
-    xp = B.get_backend().xp
-    rows = (xp.arange(side) * x.shape[2]) // side
-    cols = (xp.arange(side) * x.shape[3]) // side
-    return x[:, :, rows[:, None], cols[None, :]]
-
-
 def predict(model: Any, dataset: Any, batch_size: int = 256, progress: bool = False) -> np.ndarray:
     """The model's predicted class for every image of ``dataset`` (evaluation mode, no cache)."""
     loader = data.DataLoader(dataset, batch_size=batch_size, shuffle=False, augment=False)

@@ -33,14 +33,12 @@ try:
     import minitorch_alexnet  # noqa: F401
 except ImportError:  # running from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling confusion_matrix.py
-
-from confusion_matrix import resize_nearest
 
 from minitorch_alexnet import backend as B
 from minitorch_alexnet import data, viz
 from minitorch_alexnet.checkpoint import CheckpointError
 from minitorch_alexnet.data import DatasetError
+from minitorch_alexnet.train.loop import resize_nearest
 from minitorch_alexnet.train.predict import load_trained
 
 

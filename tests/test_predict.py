@@ -65,6 +65,8 @@ def test_problems_exit_2_with_a_message(trained, tmp_path, capsys, monkeypatch):
     assert "train first" in capsys.readouterr().err
     assert main(["predict", "--checkpoint", str(trained), "missing.png"]) == 2
     assert "missing.png: no such image file" in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", str(trained), "--model", "nonet", "x.png"]) == 2
+    assert "unknown model 'nonet'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         main(["train", "--epochs", "0"])
     assert e.value.code == 2 and "--epochs" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from .imagefolder import IMAGENET_MEAN, IMAGENET_STD, load_image_folder
 from .loader import CIFAR10_MEAN, CIFAR10_STD
 from .mnist import FASHION_MNIST, MNIST, load_idx_dataset
 
-__all__ = ["DATASETS", "load_dataset", "normalization"]
+__all__ = ["DATASETS", "load_dataset", "normalization", "statistics"]
 
 #: Every dataset :func:`load_dataset` knows (``"synthetic"`` is :func:`~.synthetic.make_synthetic`).
 DATASETS = ("cifar10", "mnist", "fashion-mnist", "imagefolder")
@@ -62,9 +62,12 @@ def load_dataset(
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
+def statistics(name: str, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per channel of the dataset called ``name``; for data without known
+    statistics 0.5 and 0.5, which map [0, 1] to [-1, 1]."""
+    return STATISTICS.get(name, ((0.5,) * channels, (0.5,) * channels))
+
+
 def normalization(splits: DatasetSplits) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) per channel for the DataLoader's normalisation of ``splits``."""
-    if splits.name in STATISTICS:
-        return STATISTICS[splits.name]
-    channels = splits.train.images.shape[1]
-    return (0.5,) * channels, (0.5,) * channels  # unknown data: [0, 1] -> [-1, 1]
+    return statistics(splits.name, splits.train.images.shape[1])

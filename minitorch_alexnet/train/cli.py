@@ -41,8 +41,9 @@ def add_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--model",
         choices=tuple(models.MODELS),
         default="alexnet_cifar",
-        help="network; 'alexnet' and 'alexnet2012' take 227x227 inputs, so images are "
-        "upscaled (slow: for a GPU); 'tiny' is a small CNN for quick smoke runs",
+        help="network; 'alexnet' and 'alexnet2012' take 227x227 inputs and "
+        "'torchvision_alexnet' 224x224, so images are upscaled (slow: for a GPU); "
+        "'alexnet_mnist' is for 28x28 digits; 'tiny' is a small CNN for quick smoke runs",
     )
     p.add_argument("--epochs", type=int, default=30, help="epochs of the whole schedule")
     p.add_argument(

@@ -3,11 +3,13 @@
     minitorch-alexnet predict cat.jpg ship.png               # the latest run's checkpoint
     minitorch-alexnet predict --checkpoint runs/cifar/3/checkpoint.npz --top 3 cat.jpg
 
-Each image is read with Pillow, centre-cropped to a square, resized to the model's
-input side (32 for the CIFAR-10 models) and normalised with the training data's
-statistics; the model runs in evaluation mode, and the softmax of its logits gives
-the probabilities printed. :func:`load_trained` and :func:`build_from_checkpoint`
-serve the examples too (the confusion matrix, the saliency maps).
+Each image is read with Pillow, centre-cropped to a square, resized to the side of
+the run's training images (32 for CIFAR-10, 28 for MNIST) and normalised with the
+training data's statistics; a model built for larger inputs gets it upscaled by
+nearest neighbour, as the training loop does. The model runs in evaluation mode, and
+the softmax of its logits gives the probabilities printed. :func:`load_trained` and
+:func:`build_from_checkpoint` serve the examples too (the confusion matrix, the
+saliency maps).
 """
 
 from __future__ import annotations
@@ -23,12 +25,23 @@ from .. import data, nn
 from ..checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from ..data.imagefolder import load_image
 from ..data.mnist import FASHION_MNIST, MNIST
-from ..data.registry import STATISTICS
+from ..data.registry import statistics
 from ..models import INPUT_SIDES, build_model
-from .rundir import RUNS_DIR, _numbered
+from .loop import input_side, resize_nearest
+from .rundir import latest_run
 
 #: the ``model_class`` a checkpoint records -> the name :func:`build_model` takes
-MODEL_NAMES = {"AlexNet": "alexnet", "AlexNetCIFAR": "alexnet_cifar", "AlexNet2012": "alexnet2012"}
+MODEL_NAMES = {
+    "AlexNet": "alexnet",
+    "AlexNetCIFAR": "alexnet_cifar",
+    "AlexNet2012": "alexnet2012",
+    "TorchvisionAlexNet": "torchvision_alexnet",
+    "AlexNetMNIST": "alexnet_mnist",
+}
+#: the models whose layer widths are read off the weights (conv1..conv5, fc1, fc3)
+SIZED = ("alexnet", "alexnet_cifar", "alexnet2012")
+#: the side of the images each dataset's runs were trained on (before any upscaling)
+DATASET_SIDES = {"cifar10": 32, "synthetic": 32, "mnist": 28, "fashion-mnist": 28}
 
 
 def _weight(arrays: dict[str, Any], prefix: str) -> Any:
@@ -42,47 +55,44 @@ def _weight(arrays: dict[str, Any], prefix: str) -> Any:
 def build_from_checkpoint(arrays: dict[str, Any], meta: dict[str, Any], name: str | None) -> Any:
     """A model of the checkpoint's kind with the sizes its weights have (not yet loaded).
 
-    A training run records its model's name; other checkpoints are told apart by
-    their class (``model_class``) or by ``name``."""
+    The kind is ``name`` if given, else the model a training run recorded, else the
+    class the checkpoint names (``model_class``)."""
     config = (meta.get("extra") or {}).get("config") or {}
-    weights = [v for k, v in arrays.items() if k.endswith(".weight") and v.ndim in (2, 4)]
-    if name is None and config.get("model"):  # a training run's checkpoint
-        first, last = weights[0], [w for w in weights if w.ndim == 2][-1]
-        extra = {"in_channels": first.shape[1]} if first.shape[1] != 3 else {}
-        return build_model(config["model"], num_classes=last.shape[0], **extra)
     model_class = meta.get("model_class")
-    name = name or MODEL_NAMES.get(model_class)
+    name = name or config.get("model") or MODEL_NAMES.get(model_class)
     if name is None:
         raise CheckpointError(
             f"the checkpoint holds a {model_class!r}; pass --model "
             f"({', '.join([*MODEL_NAMES.values(), 'tiny'])})"
         )
+    weights = [v for k, v in arrays.items() if k.endswith(".weight") and v.ndim in (2, 4)]
+    num_classes = [w for w in weights if w.ndim == 2][-1].shape[0]
     if name == "tiny":
         from ..models import tiny_cnn
 
-        last = [w for w in weights if w.ndim == 2][-1]
-        return tiny_cnn(num_classes=last.shape[0], width=_weight(arrays, "0").shape[0])
-    conv = [_weight(arrays, f"conv{i}") for i in range(1, 6)]
-    fc1, fc3 = _weight(arrays, "fc1"), _weight(arrays, "fc3")
-    return build_model(
-        name,
-        num_classes=fc3.shape[0],
-        in_channels=conv[0].shape[1],
-        channels=tuple(w.shape[0] for w in conv),
-        hidden=fc1.shape[0],
-    )
+        return tiny_cnn(num_classes=num_classes, width=_weight(arrays, "0").shape[0])
+    if name in SIZED:
+        conv = [_weight(arrays, f"conv{i}") for i in range(1, 6)]
+        return build_model(
+            name,
+            num_classes=num_classes,
+            in_channels=conv[0].shape[1],
+            channels=tuple(w.shape[0] for w in conv),
+            hidden=_weight(arrays, "fc1").shape[0],
+        )
+    extra = {"in_channels": weights[0].shape[1]} if weights[0].shape[1] != 3 else {}
+    return build_model(name, num_classes=num_classes, **extra)
 
 
 def latest_checkpoint() -> Path:
-    """``runs/cifar/<latest>/checkpoint.npz``; CheckpointError if there is no run."""
-    numbered = _numbered(RUNS_DIR)
-    path = RUNS_DIR / (str(numbered[-1]) if numbered else "") / "checkpoint.npz"
-    if not path.is_file():
+    """The latest run's ``checkpoint.npz``; CheckpointError if there is none."""
+    run = latest_run()
+    if run is None or not (run / "checkpoint.npz").is_file():
         raise CheckpointError(
-            f"no checkpoint at {path}: train first (minitorch-alexnet train), or name one "
-            "with --checkpoint"
+            "no trained run under runs/cifar/: train first (minitorch-alexnet train), or name "
+            "a checkpoint with --checkpoint"
         )
-    return path
+    return run / "checkpoint.npz"
 
 
 def class_names(meta: dict[str, Any], n: int) -> list[str]:
@@ -103,7 +113,8 @@ def class_names(meta: dict[str, Any], n: int) -> list[str]:
 
 def load_trained(path: str | Path, name: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """The model of checkpoint ``path`` with its weights, in evaluation mode, and what
-    its inputs need: ``{"classes", "mean", "std", "side", "channels"}``."""
+    its inputs need: ``{"classes", "mean", "std", "side", "channels"}``, ``side`` the
+    images' side in training (before the model's own upscaling, as in the training loop)."""
     arrays, meta = read_checkpoint(path)
     model = build_from_checkpoint(arrays, meta, name)
     load_checkpoint(path, model, restore_rng=False)
@@ -111,9 +122,9 @@ def load_trained(path: str | Path, name: str | None = None) -> tuple[nn.Module, 
     config = (meta.get("extra") or {}).get("config") or {}
     dataset = config.get("dataset", "cifar10")
     channels = int(next(v for v in arrays.values() if v.ndim == 4).shape[1])
-    mean, std = STATISTICS.get(dataset, ((0.5,) * channels, (0.5,) * channels))
+    mean, std = statistics(dataset, channels)
     n = int([v for k, v in arrays.items() if k.endswith(".weight") and v.ndim == 2][-1].shape[0])
-    side = INPUT_SIDES.get(config.get("model", ""), 32)
+    side = DATASET_SIDES.get(dataset, INPUT_SIDES.get(config.get("model", ""), input_side(model)))
     info = dict(classes=class_names(meta, n), mean=mean, std=std, side=side, channels=channels)
     return model, info
 
@@ -134,7 +145,7 @@ def read_images(paths: Sequence[str | Path], side: int, channels: int) -> Any:
 def predict(model: nn.Module, info: dict[str, Any], paths: Sequence[str | Path]) -> Any:
     """Class probabilities (N, classes) for the image files ``paths``, on the host."""
     images = B.asarray(read_images(paths, info["side"], info["channels"]))
-    x = data.normalize(images, info["mean"], info["std"])
+    x = resize_nearest(data.normalize(images, info["mean"], info["std"]), input_side(model))
     with nn.no_grad():
         probs = nn.Softmax(dim=1)(model(x))
     return B.to_numpy(probs)
@@ -149,6 +160,7 @@ def add_parser(commands: Any) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
     p.add_argument("--checkpoint", default=None, help="default: the latest run's")
     p.add_argument("--top", type=int, default=3, help="classes shown per image (default: 3)")
+    p.add_argument("--model", default=None, help="the network, if the checkpoint does not say")
     p.add_argument("--backend", choices=B.BACKEND_NAMES, default=None)
     p.set_defaults(func=main)
 
@@ -159,9 +171,16 @@ def main(args: argparse.Namespace) -> int:
         if args.backend:
             B.set_backend(args.backend)
         path = Path(args.checkpoint) if args.checkpoint else latest_checkpoint()
-        model, info = load_trained(path)
+        model, info = load_trained(path, args.model)
         probs = predict(model, info, args.images)
-    except (CheckpointError, data.DatasetError, OSError, ImportError, B.BackendError) as e:
+    except (
+        CheckpointError,
+        data.DatasetError,
+        OSError,
+        ImportError,
+        ValueError,
+        B.BackendError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     np = B.host_xp()

@@ -37,6 +37,7 @@ __all__ = [
     "RUN_FILES",
     "RunLock",
     "TrainingError",
+    "latest_run",
     "plot_curves",
     "run_folder",
     "write_json_atomic",
@@ -176,6 +177,14 @@ def _numbered(root: Path) -> list[int]:
     return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and p.is_dir())
 
 
+def latest_run() -> Path | None:
+    """The latest numbered run folder under :data:`RUNS_DIR`, or ``RUNS_DIR`` itself if
+    a run wrote there before runs were numbered; None if there is no run."""
+    if _numbered(RUNS_DIR):
+        return RUNS_DIR / str(_numbered(RUNS_DIR)[-1])
+    return RUNS_DIR if (RUNS_DIR / "checkpoint.npz").is_file() else None
+
+
 def _claim_new_numbered(root: Path) -> tuple[Path, RunLock]:
     """Make and lock the next numbered folder under ``root`` (another run may race us)."""
     number = max(_numbered(root), default=0) + 1
@@ -236,11 +245,8 @@ def run_folder(
     or has something else where the checkpoint goes. A folder made here that is
     still empty at the end (the run failed before writing anything) is removed.
     """
-    if out is None and resume:  # the latest numbered run, or one written before numbering
-        if _numbered(RUNS_DIR):
-            out = RUNS_DIR / str(_numbered(RUNS_DIR)[-1])
-        elif (RUNS_DIR / "checkpoint.npz").is_file():
-            out = RUNS_DIR
+    if out is None and resume:
+        out = latest_run()
     if out is None:
         folder, lock = _claim_new_numbered(RUNS_DIR)
         created = True
