@@ -269,3 +269,91 @@ def test_nccl_world_size_one(fresh_world):
         model, _ = _step(lambda o: distributed.DistributedOptimizer(o, comm))
         for p, q in zip(plain.parameters(), model.parameters()):
             np.testing.assert_array_equal(cupy.asnumpy(p.data), cupy.asnumpy(q.data))
+
+
+# ---------------------------------------------------------------- review fixes
+class _OtherRank:
+    """A group of two whose other rank holds ``other``: its sums join every all-reduce."""
+
+    def __init__(self, other):
+        self.other, self.calls = other, 0
+
+    def all_reduce(self, a):
+        self.calls += 1
+        if self.calls == 1:  # forward: [S1, S2, M] of the other rank's slice
+            x3 = self.other.reshape(self.other.shape[0], self.other.shape[1], -1)
+            count = [x3.shape[0] * x3.shape[2]]
+            a += np.concatenate([x3.sum(axis=(0, 2)), (x3 * x3).sum(axis=(0, 2)), count])
+        return a
+
+
+def test_an_empty_slice_joins_the_all_reduce_with_zeros(numpy_backend):
+    """A rank without examples must not raise before the all-reduce (the others would
+    wait in it forever): it adds zeros, and the statistics are the other rank's."""
+    other = np.random.default_rng(2).normal(1.0, 2.0, (5, 3))
+    group = _OtherRank(other)
+    sync = nn.SyncBatchNorm(3, process_group=group).double()
+    y = sync(mt.asarray(np.zeros((0, 3)), "float64"))
+    assert y.shape == (0, 3) and group.calls == 1
+    bn = nn.BatchNorm1d(3).double()
+    bn(mt.asarray(other, "float64"))
+    np.testing.assert_allclose(sync.running_mean, bn.running_mean, atol=1e-12)
+    np.testing.assert_allclose(sync.running_var, bn.running_var, atol=1e-12)
+    dx = sync.backward(mt.asarray(np.zeros((0, 3)), "float64"))
+    assert dx.shape == (0, 3) and group.calls == 2  # backward's all-reduce too
+    np.testing.assert_array_equal(sync.weight.grad, np.zeros(3))
+
+
+def test_a_group_of_one_with_one_value_per_channel_is_refused(fresh_world):
+    """mpiexec -n 1 --sync-bn with batch 1: M = 1 made the running variance m/(m-1) = inf."""
+    comm = distributed.init_process_group("mpi")
+    sync = nn.SyncBatchNorm(3, process_group=comm)
+    with pytest.raises(ValueError, match="more than one value per channel over all processes"):
+        sync(mt.asarray(np.ones((1, 3)), "float32"))
+    assert np.all(np.isfinite(sync.running_var))
+
+
+def test_syncbatchnorm_sums_in_float64(numpy_backend):
+    """E[x^2] - mu^2 in float32 loses the variance of values far from 0."""
+    x = np.random.default_rng(0).normal(1e4, 1.0, (4096, 2)).astype("float32")
+    sync = nn.SyncBatchNorm(2, momentum=1.0, process_group=_Alone())
+    sync(mt.asarray(x, "float32"))
+    want = x.astype("float64").var(axis=0, ddof=1)
+    np.testing.assert_allclose(sync.running_var, want, rtol=1e-3)
+
+
+def test_the_loader_and_the_sampler_share_one_epoch_permutation():
+    from minitorch_alexnet.data.loader import epoch_permutation
+
+    train_set = data.make_synthetic(13, 2).train
+    loader = data.DataLoader(train_set, batch_size=4, shuffle=True, seed=7)
+    sampler = DistributedSampler(train_set, 1, 0, seed=7)
+    sampler.set_epoch(2)
+    want = epoch_permutation(7, 2, 13)
+    np.testing.assert_array_equal(np.asarray(loader._order(2)), want)
+    np.testing.assert_array_equal(sampler.permutation(), want)
+
+
+def test_one_mapping_from_errors_to_exit_codes():
+    from minitorch_alexnet.checkpoint import SaveInterrupted
+    from minitorch_alexnet.distributed import training
+    from minitorch_alexnet.train.loop import Diverged
+    from minitorch_alexnet.train.trainer import exit_code
+
+    assert not hasattr(training, "EXIT_CODES") and not hasattr(training, "exit_code")
+    errors = [TrainingError("x"), PermissionError("x"), Diverged("x"), KeyboardInterrupt()]
+    assert [exit_code(e) for e in errors] == [2, 2, 3, 130]
+    assert exit_code(SaveInterrupted.__new__(SaveInterrupted)) == 130
+    assert exit_code(ValueError("a bug")) == 1
+
+
+def test_one_process_gets_the_plain_hooks_and_one_local_rank_helper(fresh_world):
+    from minitorch_alexnet.distributed import training
+    from minitorch_alexnet.train.trainer import exit_code
+
+    config = TrainConfig(model="tiny", dataset="synthetic")
+    hooks = training.parallel_hooks(config, TrainingError, exit_code)
+    assert type(hooks) is training.Parallel
+    assert not hasattr(training, "SingleProcess")
+    assert distributed.comm._local_rank(distributed.comm.mpi_world()) == 0
+    assert distributed.init_process_group("mpi").local_rank == 0

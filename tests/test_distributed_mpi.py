@@ -181,6 +181,37 @@ def _training_run(comm, out, folder):
     out["run_epochs"] = len(history)
 
 
+def _syncbn_empty_slice(comm, out):
+    """Rank 1 holds no example: it joins both all-reduces, and rank 0's numbers are
+    BatchNorm's over rank 0's slice alone."""
+    import numpy as np
+
+    import minitorch_alexnet as mt
+    from minitorch_alexnet import nn
+
+    x = np.random.default_rng(4).normal(1.0, 2.0, (6, 3))
+    g = np.random.default_rng(5).normal(size=(6, 3))
+    mine = slice(0, 6) if comm.rank == 0 else slice(0, 0)
+    sync = nn.SyncBatchNorm(3, process_group=comm).double()
+    y = sync(mt.asarray(x[mine], "float64"))
+    dx = sync.backward(mt.asarray(g[mine], "float64"))
+    bn = nn.BatchNorm1d(3).double()
+    y_ref = bn(mt.asarray(x, "float64"))
+    dx_ref = bn.backward(mt.asarray(g, "float64"))
+    worst = max(
+        np.abs(y - y_ref[mine]).max(initial=0),
+        np.abs(dx - dx_ref[mine]).max(initial=0),
+        np.abs(sync.running_var - bn.running_var).max(),
+    )
+    out["syncbn_empty_slice"] = comm.mpi.allreduce(float(worst), op=_max())
+
+
+def _max():
+    from mpi4py import MPI
+
+    return MPI.MAX
+
+
 def main(path: str, folder: str) -> None:
     import minitorch_alexnet as mt
     from minitorch_alexnet import distributed
@@ -191,6 +222,7 @@ def main(path: str, folder: str) -> None:
     _equivalence(comm, out)
     _syncbn_oracle(comm, out)
     _syncbn_finite_differences(comm, out)
+    _syncbn_empty_slice(comm, out)
     _training_run(comm, out, folder)
     if comm.rank == 0:
         Path(path).write_text(json.dumps(out))
@@ -214,9 +246,42 @@ def fail_on_rank_1(folder: str) -> int:
     return run(TrainConfig(out=folder, test_subset=32, batch_size=32, distributed=True, **settings))
 
 
+def cifar_on_rank_0(folder: str, mode: str) -> int:
+    """A run on "CIFAR-10" (a small stand-in) that only rank 0 may download: rank 1's
+    download finds rank 0's lock; with ``mode`` "only-rank-0", rank 1 never finds it."""
+    import time
+
+    from minitorch_alexnet import data
+    from minitorch_alexnet.distributed.comm import mpi_world
+    from minitorch_alexnet.train import TrainConfig, run
+
+    rank, done = mpi_world().Get_rank(), Path(folder).parent / "downloaded"
+
+    def load_cifar10(data_dir=None, download=True, progress=True):
+        small = data.make_synthetic(64, 32, seed=1)
+        here = data.DatasetSplits(small.train, small.test, "cifar10", "a stand-in")
+        if mode == "only-rank-0" and rank == 1:
+            raise data.DatasetNotFoundError("CIFAR-10 is not on this machine")
+        if done.exists():
+            return here
+        if download and rank == 0:
+            time.sleep(1.0)  # the download, while rank 1 would find its lock
+            done.touch()
+            return here
+        if download:
+            raise data.DownloadError("another process is downloading CIFAR-10")
+        raise data.DatasetNotFoundError("CIFAR-10 is not in the data folder")
+
+    data.load_cifar10 = load_cifar10
+    settings = dict(model="tiny", backend="numpy", subset=64, test_subset=32, progress=False)
+    return run(TrainConfig(out=folder, batch_size=32, epochs=1, distributed=True, **settings))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--fail-on-rank-1":
         sys.exit(fail_on_rank_1(sys.argv[2]))
+    if sys.argv[1] == "--cifar-on-rank-0":
+        sys.exit(cifar_on_rank_0(sys.argv[2], sys.argv[3]))
     main(*sys.argv[1:])
 
 
@@ -304,6 +369,44 @@ def test_a_bad_global_batch_stops_every_rank_with_a_message(tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert res.returncode == 2, res.stderr[-2000:]
     assert "must split evenly over 2 processes" in res.stderr
+
+
+def test_syncbatchnorm_with_an_empty_slice_on_one_rank(job):
+    numbers, _, _ = job
+    assert numbers["syncbn_empty_slice"] <= 1e-12
+
+
+def _cifar_job(tmp_path, mode):
+    cmd = [_mpiexec(), "-n", "2", sys.executable, str(HERE), "--cifar-on-rank-0"]
+    cmd += [str(tmp_path / "r"), mode]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+
+
+def test_rank_0_downloads_the_data_before_the_others_load_it(tmp_path):
+    """Rank 1's own download would find rank 0's lock and fall back to synthetic data."""
+    res = _cifar_job(tmp_path, "download")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "SYNTHETIC" not in res.stderr + res.stdout
+    assert "dataset cifar10 (64 train / 32 test" in res.stdout
+
+
+def test_ranks_with_different_data_stop_together_with_a_message(tmp_path):
+    res = _cifar_job(tmp_path, "only-rank-0")
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.count("the processes loaded different data") == 2  # every rank
+    assert "rank 1: synthetic" in res.stderr and "MPI_Abort" not in res.stderr
+
+
+def test_a_setting_every_rank_refuses_ends_the_job_cleanly(tmp_path):
+    """Refused before the run's folder opens: exit 2 on every rank, no MPI abort."""
+    cmd = [_mpiexec(), "-n", "2", sys.executable, str(ROOT / "examples" / "train_cifar.py")]
+    cmd += ["--distributed", "--batch-size", "2", "--dataset", "synthetic", "--no-progress"]
+    cmd += ["--model", "tiny", "--subset", "8", "--out", str(tmp_path / "run")]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "too few for its own BatchNorm statistics" in res.stderr
+    assert "MPI_Abort" not in res.stderr and not (tmp_path / "run").exists()
 
 
 def test_a_rank_that_fails_alone_ends_the_job_with_its_exit_code(tmp_path):

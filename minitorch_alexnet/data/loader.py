@@ -27,7 +27,14 @@ from typing import Any
 from .. import backend as _backend
 from .dataset import ImageDataset, host_numpy
 
-__all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "DataLoader", "crop_flip", "normalize"]
+__all__ = [
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "DataLoader",
+    "crop_flip",
+    "epoch_permutation",
+    "normalize",
+]
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -43,6 +50,12 @@ def normalize(
     """
     scale, shift = _affine(_backend.array_module(x), mean, std)
     return _apply_affine(x, scale, shift)
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> Any:
+    """The shuffled order of ``n`` examples in ``epoch``: a host ``int64`` permutation that
+    depends only on ``(seed, epoch)``; the DataLoader's and every DistributedSampler's."""
+    return host_numpy().random.default_rng([seed, epoch, 0]).permutation(n)
 
 
 def _affine(xp: Any, mean: Sequence[float], std: Sequence[float]) -> tuple[Any, Any]:
@@ -194,7 +207,7 @@ class DataLoader:
             getattr(self.sampler, "set_epoch", lambda e: None)(epoch)
             order = np.fromiter(self.sampler, dtype=np.int64, count=self._count)
         elif self.shuffle:
-            order = np.random.default_rng([self.seed, epoch, 0]).permutation(n)
+            order = epoch_permutation(self.seed, epoch, n)
         else:
             order = np.arange(n)
         with _backend.use_backend(self.backend.name):

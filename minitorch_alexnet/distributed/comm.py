@@ -50,17 +50,21 @@ def _mpi() -> Any:
     return MPI
 
 
+def _local_rank(mpi_comm: Any) -> int:
+    """This process's number among the processes of ``mpi_comm`` on its own machine."""
+    return mpi_comm.Split_type(_mpi().COMM_TYPE_SHARED, key=mpi_comm.Get_rank()).Get_rank()
+
+
 class Communicator:
     """Collectives over the ranks of a job (see the module docstring)."""
 
     backend = ""  # "mpi" or "nccl"
 
     def __init__(self, mpi_comm: Any) -> None:
-        MPI = _mpi()
         self.mpi = mpi_comm  # objects, barriers, and NumPy arrays for MPICommunicator
         self.rank: int = mpi_comm.Get_rank()
         self.world_size: int = mpi_comm.Get_size()
-        self.local_rank: int = mpi_comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank).Get_rank()
+        self.local_rank: int = _local_rank(mpi_comm)
 
     def all_reduce(self, array: Any) -> Any:
         """Sum ``array`` over every rank, in place; returns it."""
@@ -208,8 +212,7 @@ def use_local_gpu() -> int | None:
         return None
     if count == 0:
         return None
-    comm = mpi_world()
-    local = comm.Split_type(_mpi().COMM_TYPE_SHARED, key=comm.Get_rank()).Get_rank()
+    local = _local_rank(mpi_world())
     cupy.cuda.Device(local % count).use()
     return local % count
 

@@ -44,12 +44,11 @@ class GradientBucket:
     def __init__(self, params: list[Parameter]) -> None:
         xp = B.get_backend().xp
         self.params = [p for p in params if p.requires_grad]
-        self.flats: dict[str, Any] = {}
         self.views: list[Any] = []
         sizes: dict[str, int] = {}
         for p in self.params:
             sizes[p.dtype.name] = sizes.get(p.dtype.name, 0) + p.size
-        self.flats = {dtype: xp.zeros(n, dtype=dtype) for dtype, n in sizes.items()}
+        self.flats: dict[str, Any] = {dtype: xp.zeros(n, dtype=dtype) for dtype, n in sizes.items()}
         offsets = dict.fromkeys(sizes, 0)
         for p in self.params:
             start = offsets[p.dtype.name]

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import backend as B
+from ..data.loader import epoch_permutation
 from .comm import get_rank, get_world_size, is_initialized
 
 __all__ = ["DistributedSampler"]
@@ -77,10 +78,9 @@ class DistributedSampler:
 
     def permutation(self) -> Any:
         """The epoch's order of all the examples, the same on every rank: host (n,) int64."""
-        np = B.host_xp()
         if not self.shuffle:
-            return np.arange(self.n)
-        return np.random.default_rng([self.seed, self.epoch, 0]).permutation(self.n)
+            return B.host_xp().arange(self.n)
+        return epoch_permutation(self.seed, self.epoch, self.n)
 
     def positions(self) -> Any:
         """Where this rank's examples sit in the epoch's order: host (len(self),) int64.

@@ -151,14 +151,16 @@ class _BatchNorm(Module):
         """``BatchNorm2d(96)``."""
         return f"{type(self).__name__}({self.num_features})"
 
-    def forward(self, x: Any) -> Any:
-        """x (N, C, ...) -> y of the same shape."""
+    def _start(self, x: Any, per_rank: bool = True) -> tuple[bool, float, tuple[Any, ...]]:
+        """Check ``x`` and count a training batch; returns (normalise by the batch's
+        statistics?, the running statistics' momentum, (gamma, beta, running_mean,
+        running_var), None where absent). ``per_rank=False`` leaves the "one value per
+        channel" check to the caller (SyncBatchNorm counts over all processes)."""
         check_array(self, x)
         check_shape(self, x, self._ndims, self.num_features, self._layout)
         check_params_match(self, x)
-        N, C = x.shape[:2]
         use_batch = self.training or not self.track_running_stats
-        if use_batch and x.size // C == 1:  # none (an empty batch) is fine: nothing to do
+        if per_rank and use_batch and x.size // x.shape[1] == 1:  # none (empty) is fine
             raise ValueError(
                 f"{self._name()}: training needs more than one value per channel to "
                 f"estimate a variance, got input shape {tuple(x.shape)}; use a batch "
@@ -171,16 +173,26 @@ class _BatchNorm(Module):
             momentum = 1.0 / float(max(1, self.num_batches_tracked)) if tracked else 0.0
         else:
             momentum = self.momentum
+        gamma, beta = (self.weight.data, self.bias.data) if self.affine else (None, None)
+        running = (self.running_mean, self.running_var) if tracked else (None, None)
+        return use_batch, momentum, (gamma, beta, *running)
+
+    def forward(self, x: Any) -> Any:
+        """x (N, C, ...) -> y of the same shape."""
+        use_batch, momentum, (gamma, beta, running_mean, running_var) = self._start(x)
         if x.size == 0:  # an empty batch: nothing to normalise, the statistics stay (PyTorch)
             self.save_for_backward(empty=True)
             return x.copy()
-        gamma, beta = (self.weight.data, self.bias.data) if self.affine else (None, None)
-        running = (self.running_mean, self.running_var) if tracked else (None, None)
         y, ctx = batchnorm_forward(
-            x, gamma, beta, *running, use_batch, momentum, self.eps, is_grad_enabled()
-        )
+            x, gamma, beta, running_mean, running_var, use_batch, momentum, self.eps,
+            is_grad_enabled(),
+        )  # fmt: skip
         self.save_for_backward(ctx)
         return y
+
+    def _gradients(self, grad_out: Any, ctx: dict) -> tuple[Any, Any, Any]:
+        """(dL/dx, dL/dgamma, dL/dbeta) from forward's ``ctx`` (SyncBatchNorm's differ)."""
+        return batchnorm_backward(grad_out, ctx)
 
     def backward(self, grad_out: Any, *, input_grad: bool = True) -> Any:
         """dL/dy (N, C, ...) -> dL/dx; adds dL/dgamma and dL/dbeta to .grad.
@@ -196,7 +208,7 @@ class _BatchNorm(Module):
             zeros = array_module(grad_out).zeros(self.num_features, dtype=grad_out.dtype)
             dx, dgamma, dbeta = grad_out.copy(), zeros, zeros.copy()
         else:
-            dx, dgamma, dbeta = batchnorm_backward(grad_out, ctx)
+            dx, dgamma, dbeta = self._gradients(grad_out, ctx)  # batchnorm_backward(grad_out, ctx)
         if self.affine:
             self.weight.accumulate_grad(dgamma)  # dgamma = sum dy * xhat
             self.bias.accumulate_grad(dbeta)  # dbeta = sum dy

@@ -3,11 +3,13 @@
 Each process (rank r of R) holds a slice x_r of the global batch. Per channel c,
 with m_r values on rank r and M = sum_r m_r:
 
-Forward (training), one all-reduce of 2C + 1 numbers:
+Forward (training), one all-reduce of 2C + 1 numbers (summed in float64, so that
+the count cannot overflow and E[x^2] - mu^2 keeps its precision):
     S1 = sum_r sum(x_r)        S2 = sum_r sum(x_r^2)        M = sum_r m_r
     mu  = S1 / M               var = S2 / M - mu^2    (biased, as BatchNorm)
     xhat, y, running statistics: exactly BatchNorm's, with these mu and var
-    (the running variance takes var * M / (M - 1)).
+    (the running variance takes var * M / (M - 1), so M must be at least 2).
+A rank with an empty slice (m_r = 0) still joins both all-reduces, with zeros.
 
 Backward (training), one all-reduce of 2C numbers, with dy the local dL/dy:
     T1 = sum_r sum(dy_r)       T2 = sum_r sum(dy_r * xhat_r)
@@ -21,11 +23,11 @@ uses the running statistics, as BatchNorm does, and communicates nothing.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..backend import array_module
-from ._checks import check_array, check_params_match, check_shape
-from .batchnorm import _BatchNorm, batchnorm_backward, batchnorm_forward
+from .batchnorm import _BatchNorm, batchnorm_forward
 from .module import Module, is_grad_enabled
 
 _default_group: Any = None  # set by minitorch_alexnet.distributed.init_process_group
@@ -64,20 +66,32 @@ def syncbatchnorm_forward(
     """
     xp = array_module(x)
     N, C = x.shape[:2]
-    x3 = x.reshape(N, C, -1)  # (N, C, L)
-    count = xp.full(1, x3.shape[0] * x3.shape[2], dtype=x.dtype)
-    sums = xp.concatenate([x3.sum(axis=(0, 2)), (x3 * x3).sum(axis=(0, 2)), count])
-    sums = all_reduce(sums)  # [S1 (C,), S2 (C,), M]: one message
+    L = math.prod(x.shape[2:])  # (N, C, L); reshape cannot infer L when N is 0
+    x64 = x.reshape(N, C, L).astype(xp.float64, copy=False)  # the 2C + 1 sums in float64
+    count = xp.full(1, N * L, dtype=xp.float64)
+    sums = xp.concatenate([x64.sum(axis=(0, 2)), (x64 * x64).sum(axis=(0, 2)), count])
+    sums = all_reduce(sums)  # [S1 (C,), S2 (C,), M]: one message, empty slices included
     m = sums[2 * C]
-    mu = sums[:C] / m
-    var = xp.maximum(sums[C : 2 * C] / m - mu * mu, 0)  # E[x^2] - mu^2, never below 0
+    if N * L < 2 and float(m) < 2:  # M >= 2 unless every rank has < 2: all raise alike
+        raise ValueError(
+            f"SyncBatchNorm: training needs more than one value per channel over all "
+            f"processes to estimate a variance, got {int(float(m))} (this process's input "
+            f"shape {tuple(x.shape)}); use a larger global batch or call .eval()"
+        )
+    mu64 = sums[:C] / m
+    var64 = xp.maximum(sums[C : 2 * C] / m - mu64 * mu64, 0)  # E[x^2] - mu^2, never below 0
+    mu, var = mu64.astype(x.dtype), var64.astype(x.dtype)
     if running_mean is not None:  # running <- (1 - momentum) running + momentum batch
         running_mean *= 1 - momentum
         running_mean += momentum * mu
         running_var *= 1 - momentum
-        running_var += momentum * var * (m / (m - 1))  # the variance enters unbiased
-    # normalising by given statistics is BatchNorm's evaluation path
-    y, ctx = batchnorm_forward(x, weight, bias, mu, var, False, momentum, eps, save)
+        unbiased = var64 * (m / (m - 1))  # the variance enters unbiased
+        running_var += (momentum * unbiased).astype(running_var.dtype)
+    if x.size:  # normalising by given statistics is BatchNorm's evaluation path
+        y, ctx = batchnorm_forward(x, weight, bias, mu, var, False, momentum, eps, save)
+    else:  # an empty slice: nothing to normalise
+        xhat, inv_std = x.reshape(N, C, L), 1 / xp.sqrt(var + eps)
+        y, ctx = x.copy(), (dict(xhat=xhat, inv_std=inv_std, weight=weight) if save else None)
     if ctx is not None:
         ctx.update(count=m, all_reduce=all_reduce)
     return y, ctx
@@ -89,15 +103,17 @@ def syncbatchnorm_backward(grad_out: Any, ctx: dict) -> tuple[Any, Any, Any]:
     xp = array_module(grad_out)
     xhat, inv_std, gamma, m = ctx["xhat"], ctx["inv_std"], ctx["weight"], ctx["count"]
     N, C = grad_out.shape[:2]
-    dy = grad_out.reshape(N, C, -1)  # (N, C, L)
-    local = xp.concatenate([dy.sum(axis=(0, 2)), (dy * xhat).sum(axis=(0, 2))])  # (2C,)
+    dy = grad_out.reshape(N, C, xhat.shape[2])  # (N, C, L)
+    f64, dtype = xp.float64, grad_out.dtype  # sums in float64, as forward's
+    sum_dy, sum_dy_xhat = dy.sum(axis=(0, 2), dtype=f64), (dy * xhat).sum(axis=(0, 2), dtype=f64)
+    local = xp.concatenate([sum_dy, sum_dy_xhat])  # (2C,): this rank's shares
     total = ctx["all_reduce"](local.copy())  # [T1, T2] over every rank
-    mean_dy, mean_dy_xhat = total[:C] / m, total[C:] / m
+    mean_dy, mean_dy_xhat = (total[:C] / m).astype(dtype), (total[C:] / m).astype(dtype)
     scale = inv_std if gamma is None else gamma * inv_std  # gamma / sqrt(var + eps)
     dx = scale[:, None] * (dy - mean_dy[:, None] - xhat * mean_dy_xhat[:, None])
     if gamma is None:
         return dx.reshape(grad_out.shape), None, None
-    return dx.reshape(grad_out.shape), local[C:], local[:C]
+    return dx.reshape(grad_out.shape), local[C:].astype(dtype), local[:C].astype(dtype)
 
 
 class SyncBatchNorm(_BatchNorm):
@@ -137,51 +153,20 @@ class SyncBatchNorm(_BatchNorm):
 
     def forward(self, x: Any) -> Any:
         """x (N, C, ...) -> y of the same shape; training all-reduces the statistics."""
-        check_array(self, x)
-        check_shape(self, x, self._ndims, self.num_features, self._layout)
-        check_params_match(self, x)
-        use_batch = self.training or not self.track_running_stats
-        reduce = self._all_reduce()
-        if use_batch and (x.size == 0 or (reduce is _alone and x.size // x.shape[1] == 1)):
-            raise ValueError(
-                f"{self._name()}: training needs more than one value per channel to "
-                f"estimate a variance (and every rank a non-empty slice), got input shape "
-                f"{tuple(x.shape)}; use a batch of at least 2 or call .eval()"
-            )
-        tracked = self.track_running_stats
-        if self.training and tracked:
-            self.num_batches_tracked += 1
-        momentum = self.momentum
-        if momentum is None:  # a cumulative moving average, as in PyTorch
-            momentum = 1.0 / float(max(1, self.num_batches_tracked)) if tracked else 0.0
-        gamma, beta = (self.weight.data, self.bias.data) if self.affine else (None, None)
-        running = (self.running_mean, self.running_var) if tracked else (None, None)
-        if use_batch:
-            args = (momentum, self.eps, reduce, is_grad_enabled())
-            y, ctx = syncbatchnorm_forward(x, gamma, beta, *running, *args)
-        else:
-            args = (False, 0.0, self.eps, is_grad_enabled())  # the running statistics
-            y, ctx = batchnorm_forward(x, gamma, beta, *running, *args)
-        self.save_for_backward(ctx)
-        return y
+        if self.training or not self.track_running_stats:
+            _, momentum, arrays = self._start(x, per_rank=False)  # M counted over the ranks
+            args = (momentum, self.eps, self._all_reduce(), is_grad_enabled())
+            y, ctx = syncbatchnorm_forward(x, *arrays, *args)
+            self.save_for_backward(ctx)
+            return y
+        return super().forward(x)  # the running statistics: BatchNorm's, nothing to send
 
-    def backward(self, grad_out: Any, *, input_grad: bool = True) -> Any:
-        """dL/dy (N, C, ...) -> dL/dx; adds this rank's dL/dgamma and dL/dbeta to .grad.
-
-        Training communicates (the two gradient sums), so every rank runs it, even
-        with ``input_grad=False``.
-        """
-        ctx = self.saved(grad_out)
+    def _gradients(self, grad_out: Any, ctx: dict) -> tuple[Any, Any, Any]:
+        """Training: :func:`syncbatchnorm_backward`, which communicates (every rank runs
+        the same backward, so every rank calls it); this rank's dL/dgamma and dL/dbeta."""
         if "all_reduce" in ctx:
-            dx, dgamma, dbeta = syncbatchnorm_backward(grad_out, ctx)
-        elif input_grad or self.affine:
-            dx, dgamma, dbeta = batchnorm_backward(grad_out, ctx)
-        else:
-            return None
-        if self.affine:
-            self.weight.accumulate_grad(dgamma)  # dgamma = sum dy * xhat (this rank)
-            self.bias.accumulate_grad(dbeta)  # dbeta = sum dy (this rank)
-        return dx if input_grad else None
+            return syncbatchnorm_backward(grad_out, ctx)
+        return super()._gradients(grad_out, ctx)  # evaluation: BatchNorm's
 
     @classmethod
     def convert_sync_batchnorm(cls, module: Module, process_group: Any = None) -> Module:

@@ -43,7 +43,7 @@ from .rundir import (
     write_json_atomic,
 )
 
-__all__ = ["ConfigError", "TrainConfig", "TrainingError", "run", "train"]
+__all__ = ["ConfigError", "TrainConfig", "TrainingError", "exit_code", "run", "train"]
 
 EXIT_BAD_INPUT = 2  # missing data, bad flags, a folder in use or holding a run, a bad checkpoint
 EXIT_DIVERGED = 3  # NaN or infinite loss, weight or statistic
@@ -325,7 +325,7 @@ def train(config: TrainConfig) -> list[dict[str, float]]:
     for a NaN or infinite loss, weight or statistic, ``KeyboardInterrupt`` for
     Ctrl-C; after the last two it has said on stderr which checkpoint is kept.
     """
-    par = parallel_hooks(config, TrainingError)  # one process, or one rank under mpiexec
+    par = parallel_hooks(config, TrainingError, exit_code)  # one process, or a rank of several
     with par.run_folder(run_folder, config) as out:
         return train_in(out, config, par)
 
@@ -335,7 +335,7 @@ def train_in(out: Path, config: TrainConfig, par: Parallel) -> list[dict[str, fl
     t_start = time.perf_counter()
     backend = pick_backend(config.backend)
     B.manual_seed(config.seed)
-    splits = load_data(config)
+    splits = par.load_data(load_data, config)  # under mpiexec: rank 0 first, then the others
     ckpt_path = out / "checkpoint.npz"
 
     c = splits.train.images.shape[1]
@@ -470,27 +470,30 @@ def interrupted_message(epoch: int, saving: bool, ckpt_path: Path, saved: int) -
     return f"\ninterrupted {where}. {ckpt_path} holds epoch {saved}; continue with --resume."
 
 
-def run(config: TrainConfig) -> int:
-    """:func:`train` for the command line: errors as one line on stderr, and an exit code.
+def exit_code(error: BaseException) -> int:
+    """The command line's exit status for ``error``: 2 for a problem the user can fix (a
+    :class:`TrainingError`, an unusable out/data_dir), 3 diverged, 130 Ctrl-C, else 1."""
+    if isinstance(error, TrainingError | OSError):
+        return EXIT_BAD_INPUT
+    if isinstance(error, Diverged):
+        return EXIT_DIVERGED
+    return EXIT_INTERRUPTED if isinstance(error, KeyboardInterrupt) else 1
 
-    0 when done, 2 for a problem the user can fix (:class:`TrainingError`, or an
-    unusable ``out``/``data_dir``), 3 when the loss diverged, 130 after Ctrl-C.
-    """
+
+def run(config: TrainConfig) -> int:
+    """:func:`train` for the command line: errors as one line on stderr, and an exit code
+    (:func:`exit_code`; 0 when done)."""
     try:
         train(config)
-    except TrainingError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as e:  # an unusable --out or --data-dir: a file, no permission, a full disk
-        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-        print(
-            f"error: {e.strerror or e}{where}; check that --out and --data-dir name folders "
-            "you can write to",
-            file=sys.stderr,
-        )
-        return EXIT_BAD_INPUT
-    except Diverged:  # train() has said what happened and what is kept
-        return EXIT_DIVERGED
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    except (TrainingError, OSError, Diverged, KeyboardInterrupt) as e:
+        if isinstance(e, TrainingError):
+            print(f"error: {e}", file=sys.stderr)
+        elif isinstance(e, OSError):  # an unusable --out or --data-dir: no permission, a full disk
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            print(
+                f"error: {e.strerror or e}{where}; check that --out and --data-dir name folders "
+                "you can write to",
+                file=sys.stderr,
+            )
+        return exit_code(e)  # Diverged and Ctrl-C: train() has said what is kept
     return 0
