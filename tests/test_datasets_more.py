@@ -84,6 +84,33 @@ def test_torchvisions_raw_folder_and_uncompressed_files_are_found(tmp_path):
     assert "FashionMNIST" in splits.source
 
 
+def test_the_other_datasets_official_files_are_refused_by_name(tmp_path, monkeypatch):
+    # the same names for both: MNIST's official files in the data folder itself
+    md5 = write_idx_folder(tmp_path)
+    monkeypatch.setattr(mnist, "MNIST", dataclasses.replace(mnist.MNIST, md5=md5))
+    for download in (False, True):  # found, so never downloaded over
+        with pytest.raises(data.DatasetError) as e:
+            data.load_fashion_mnist(tmp_path, download=download, progress=False)
+        text = str(e.value)
+        assert "is the official MNIST file train-images-idx3-ubyte.gz, not Fashion-MNIST's" in text
+        assert str(tmp_path / "mnist") in text and str(tmp_path / "fashion-mnist") in text
+    # asked for as MNIST, the same files are MNIST's, verified
+    splits = mnist.load_idx_dataset(mnist.MNIST, tmp_path, download=False)
+    assert splits.name == "mnist" and splits.source == str(tmp_path)
+
+
+def test_unpacked_files_are_said_to_be_unchecked_not_wrong(tmp_path):
+    write_idx_folder(tmp_path / "mnist", gz=False)
+    with pytest.warns(data.UnverifiedDatasetWarning) as record:
+        splits = data.load_mnist(tmp_path, download=False)
+    text = str(record[0].message)
+    assert "unpacked files cannot be checked against the official checksums" in text
+    assert "not those of the official" not in text
+    assert splits.source.endswith(
+        "(unverified: unpacked files, not checked against the official MD5s)"
+    )
+
+
 def test_missing_files_are_a_clear_error_offline(tmp_path):
     with pytest.raises(data.DatasetNotFoundError) as e:
         data.load_mnist(tmp_path, download=False)

@@ -160,6 +160,53 @@ def test_half_and_bfloat16_files_load_into_a_float32_model(tmp_path):
         (tmp_path / "ckpt.pth").unlink()
 
 
+def test_bfloat16_safetensors_files_load_into_a_float32_model(tmp_path):
+    from safetensors.torch import save_file
+
+    model = models.build_model("tiny")
+    state = {k: torch.from_numpy(mt.to_numpy(v).copy()) for k, v in model.state_dict().items()}
+    low = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()}
+    low["0.weight"].view(-1)[:3] = torch.tensor([1e-40, -3.0e38, float("inf")])  # edge values
+    save_file(low, tmp_path / "bf16.safetensors")
+    read = read_weights(tmp_path / "bf16.safetensors")
+    assert set(read) == set(low)
+    for key, value in low.items():
+        want = value.float().numpy() if value.is_floating_point() else value.numpy()
+        assert read[key].dtype == want.dtype and read[key].shape == want.shape, key
+        np.testing.assert_array_equal(read[key], want, err_msg=key)  # exact
+    load_weights(model, tmp_path / "bf16.safetensors")
+    assert model.state_dict()["0.weight"].dtype == np.float32
+    np.testing.assert_array_equal(model.state_dict()["0.weight"], low["0.weight"].float().numpy())
+
+
+def test_training_checkpoints_are_sent_to_load_checkpoint(tmp_path):
+    from minitorch_alexnet.checkpoint import save_checkpoint
+
+    model = models.build_model("tiny")
+    path = save_checkpoint(tmp_path / "ckpt.npz", model, epoch=1)
+    (tmp_path / "ckpt").write_bytes(path.read_bytes())  # a zip archive whatever its name
+    for target in (path, tmp_path / "ckpt"):
+        for read in (read_weights, lambda p: load_weights(model, p)):
+            with pytest.raises(WeightsError) as e:
+                read(target)
+            text = str(e.value)
+            assert str(target) in text and "minitorch_alexnet training checkpoint" in text
+            assert "load_checkpoint(path, model)" in text
+            assert "torch.load" not in text and "needs the torch" not in text
+
+
+def test_saving_onto_a_folder_says_so_even_with_overwrite(tmp_path):
+    model = models.build_model("tiny")
+    for suffix in SUFFIXES:
+        folder = tmp_path / f"w.{suffix}"
+        folder.mkdir()
+        for overwrite in (False, True):
+            with pytest.raises(IsADirectoryError, match="is a folder, not a file") as e:
+                save_weights(model, folder, overwrite=overwrite)
+            assert str(folder / f"model.{suffix}") in str(e.value)
+        assert folder.is_dir() and not any(folder.iterdir())
+
+
 # ------------------------------------------------------------------ clear errors
 def test_missing_unexpected_and_misshaped_keys_are_named(tmp_path):
     model = models.build_model("tiny")
@@ -216,9 +263,9 @@ def test_pytorch_files_are_read_without_running_their_code(tmp_path, monkeypatch
 def test_damaged_or_unknown_files_are_clear_errors(tmp_path):
     from safetensors.torch import save_file
 
-    save_file({"w": torch.zeros(3, dtype=torch.bfloat16)}, tmp_path / "bf16.safetensors")
-    with pytest.raises(WeightsError, match="BF16 arrays, which NumPy has no type for"):
-        read_weights(tmp_path / "bf16.safetensors")
+    save_file({"w": torch.zeros(3, dtype=torch.float8_e4m3fn)}, tmp_path / "f8.safetensors")
+    with pytest.raises(WeightsError, match="'w' holds F8_E4M3 values, which NumPy has no type"):
+        read_weights(tmp_path / "f8.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 64)
     with pytest.raises(WeightsError, match="not a valid safetensors file"):
         read_weights(tmp_path / "junk.safetensors")

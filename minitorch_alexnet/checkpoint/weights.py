@@ -20,6 +20,10 @@ Two formats, both read without running any code from the file:
   needs PyTorch installed. A file whose name says neither is recognised by its first
   bytes (a PyTorch file is a zip archive).
 
+BF16 arrays, which NumPy has no type for, are widened to float32 (exactly) in both
+formats. This package's own training checkpoints (``.npz``, also zip archives) are
+not weights files: they are refused with a pointer to :func:`~.core.load_checkpoint`.
+
 Writing is atomic (:func:`~.files.atomic_write`) and never replaces an existing file
 unless ``overwrite=True``.
 """
@@ -27,6 +31,7 @@ unless ``overwrite=True``.
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +50,7 @@ __all__ = [
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
+CHECKPOINT_SUFFIXES = (".npz",)
 #: Keys under which training scripts often nest the state dict in a PyTorch file.
 NESTED_KEYS = ("state_dict", "model_state_dict", "model")
 
@@ -58,16 +64,44 @@ def _needs(package: str, why: str) -> ImportError:
     return ImportError(f"{why} needs the {package} package: {extra}")
 
 
+def _checkpoint_error(path: Path) -> WeightsError:
+    return WeightsError(
+        f"{path} is a minitorch_alexnet training checkpoint (an .npz archive written by "
+        "save_checkpoint), not a safetensors or PyTorch weights file; load it with "
+        "minitorch_alexnet.checkpoint.load_checkpoint(path, model), or read its arrays "
+        "with read_checkpoint(path)"
+    )
+
+
+def _is_npz(path: Path) -> bool:
+    """Whether a zip archive is NumPy's ``.npz`` (``.npy`` members), not ``torch.save``'s."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return bool(names) and all(name.endswith(".npy") for name in names)
+
+
 def _format(path: Path) -> str:
-    """``"safetensors"`` or ``"torch"``, by the file's suffix, else by its first bytes."""
+    """``"safetensors"`` or ``"torch"``, by the file's suffix, else by its first bytes.
+
+    Raises:
+        WeightsError: an ``.npz`` training checkpoint (a zip archive too), or a file
+            that is neither format.
+    """
     suffix = path.suffix.lower()
+    if suffix in CHECKPOINT_SUFFIXES:
+        raise _checkpoint_error(path)
     if suffix in SAFETENSORS_SUFFIXES:
         return "safetensors"
     if suffix in TORCH_SUFFIXES:
         return "torch"
     with open(path, "rb") as f:
         head = f.read(9)
-    if head[:4] == b"PK\x03\x04":  # torch.save writes a zip archive
+    if head[:4] == b"PK\x03\x04":  # torch.save writes a zip archive; so does numpy.savez
+        if _is_npz(path):
+            raise _checkpoint_error(path)
         return "torch"
     if len(head) == 9 and head[8:9] == b"{":  # 8 bytes of header length, then JSON
         return "safetensors"
@@ -77,23 +111,45 @@ def _format(path: Path) -> str:
     )
 
 
+#: NumPy's type for each safetensors dtype (little-endian, as the format stores them).
+SAFETENSORS_DTYPES = {
+    "F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "U64": "<u8", "I32": "<i4",
+    "U32": "<u4", "I16": "<i2", "U16": "<u2", "I8": "i1", "U8": "u1", "BOOL": "?",
+}  # fmt: skip
+
+
+def _bf16_to_float32(blob: bytes, shape: list[int]) -> Any:
+    """Little-endian bfloat16 bytes as float32, exactly: bfloat16 is the top 16 bits of a
+    float32, so each value's bits are shifted into the top half of a uint32."""
+    np = host_xp()
+    bits = np.frombuffer(blob, dtype="<u2").astype(np.uint32) << 16
+    return bits.view(np.float32).reshape(shape)
+
+
 def _read_safetensors(path: Path) -> dict[str, Any]:
     try:
-        from safetensors import SafetensorError
-        from safetensors.numpy import load
+        from safetensors import SafetensorError, deserialize
     except ImportError:
         raise _needs("safetensors", f"reading {path}") from None
     try:
-        arrays = load(path.read_bytes())
+        views = deserialize(path.read_bytes())  # checks the header and every offset
     except SafetensorError as e:
         raise WeightsError(f"{path} is not a valid safetensors file ({e})") from None
-    except KeyError as e:  # a dtype NumPy lacks, such as BF16
-        raise WeightsError(
-            f"{path} holds {e.args[0]} arrays, which NumPy has no type for; convert them where "
-            "PyTorch is installed: save_file({k: v.float() for k, v in load_file(path).items()}, "
-            "path) with safetensors.torch, or save a .pt file, which is read through PyTorch"
-        ) from None
-    return {k: host_xp().array(v) for k, v in arrays.items()}
+    np = host_xp()
+    out: dict[str, Any] = {}
+    for key, view in views:
+        dtype, shape, blob = view["dtype"], view["shape"], view["data"]
+        if dtype == "BF16":  # NumPy has no bfloat16: widen, exactly
+            out[key] = _bf16_to_float32(blob, shape)
+        elif dtype in SAFETENSORS_DTYPES:
+            out[key] = np.frombuffer(blob, dtype=SAFETENSORS_DTYPES[dtype]).reshape(shape).copy()
+        else:
+            raise WeightsError(
+                f"{path}: entry {key!r} holds {dtype} values, which NumPy has no type for; "
+                "convert them to float32 where PyTorch is installed: save_file({k: v.float() "
+                "for k, v in load_file(path).items()}, path) with safetensors.torch"
+            )
+    return out
 
 
 def _tensor_to_numpy(key: str, value: Any, path: Path) -> Any:
@@ -195,13 +251,16 @@ def _host_state(model_or_state: Any) -> dict[str, Any]:
 
 def _target(path: str | os.PathLike, overwrite: bool) -> Path:
     path = Path(path)
+    if path.is_dir():  # before the overwrite check: overwrite=True cannot replace a folder
+        raise IsADirectoryError(
+            f"{path} is a folder, not a file; name a file inside it, such as "
+            f"{path / ('model' + (path.suffix or '.safetensors'))}"
+        )
     if os.path.lexists(path) and not overwrite:
         raise FileExistsError(
             f"{path} exists and was not replaced; pass overwrite=True to replace it, or "
             "choose another name"
         )
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder; name a file such as {path / 'model.pt'}")
     return path
 
 

@@ -12,17 +12,20 @@ dimension, then the elements in row-major order.
 Where the files are looked for, in the data folder (``data_dir``, else
 ``$MINITORCH_ALEXNET_DATA``, else ``~/.cache/minitorch_alexnet``, as for CIFAR-10):
 ``mnist/`` (``fashion-mnist/``), torchvision's ``MNIST/raw/`` (``FashionMNIST/raw/``),
-or the folder itself. Uncompressed copies (the names without ``.gz``) are read too.
+or the folder itself. Uncompressed copies (the names without ``.gz``) are read too, but
+only the ``.gz`` files have official checksums, so unpacked ones load as unverified.
 Missing files are downloaded into ``mnist/`` (``fashion-mnist/``) when allowed, from
 ``$MINITORCH_ALEXNET_MNIST_URL`` (``$MINITORCH_ALEXNET_FASHION_MNIST_URL``) if set, a
 folder address for a mirror, else from each official address in turn; the download
 (:func:`~.download.download_file`) is resumable and checked against the official MD5.
 
-Every load checks each file's MD5 against the official one. Files that match none
-(a copy of your own, say) still load if they are well-formed, with an
-:class:`UnverifiedDatasetWarning` naming them and ``(unverified: ...)`` in the
-splits' ``source``; a damaged file (bad gzip, wrong sizes, labels out of range)
-raises :class:`CorruptDatasetError` naming it.
+Every load checks each ``.gz`` file's MD5 against the official one. As both datasets
+use the same names, a file that is the *other* dataset's official file (MNIST's, when
+Fashion-MNIST is asked for) raises :class:`DatasetError` saying so. Files that match
+neither (a copy of your own, say), and unpacked files, which cannot be checked, still
+load if they are well-formed, with an :class:`UnverifiedDatasetWarning` naming them
+and ``(unverified: ...)`` in the splits' ``source``; a damaged file (bad gzip, wrong
+sizes, labels out of range) raises :class:`CorruptDatasetError` naming it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any
 
 from .dataset import (
     CorruptDatasetError,
+    DatasetError,
     DatasetNotFoundError,
     DatasetSplits,
     DownloadError,
@@ -191,15 +195,42 @@ def read_idx(path: str | os.PathLike, ndim: int) -> tuple[Any, str]:
     return array, md5_bytes(raw)
 
 
+def _check_md5(spec: IdxDataset, root: Path, path: Path, name: str, got: str) -> str | None:
+    """None for ``spec``'s official file; "mismatch" or "unpacked" for one to warn about.
+
+    Raises:
+        DatasetError: the file is the other dataset's official file (the names are the
+            same for both, so MNIST's files can sit where Fashion-MNIST is looked for).
+    """
+    if got == spec.md5[name]:
+        return None
+    for other in (MNIST, FASHION_MNIST):
+        if other.name != spec.name and got == other.md5[name]:
+            raise DatasetError(
+                f"{path} is the official {other.title} file {name}, not {spec.title}'s: the "
+                f"two datasets use the same file names. Move {other.title}'s files into "
+                f"{root / other.folder}/ and put {spec.title}'s {', '.join(IDX_FILES)} into "
+                f"{root / spec.folder}/ (or run with downloading allowed, which fetches them "
+                "there once the other dataset's files are moved)."
+            )
+    return "mismatch" if path.suffix == ".gz" else "unpacked"  # only .gz files have MD5s
+
+
 def _read_split(
-    spec: IdxDataset, folder: Path, images: str, labels: str, unverified: list[str]
+    spec: IdxDataset,
+    folder: Path,
+    images: str,
+    labels: str,
+    unverified: dict[str, list[str]],
+    root: Path,
 ) -> tuple[Any, Any]:
     np = host_numpy()
     paths = [_existing(folder, images), _existing(folder, labels)]
     (x, md5_x), (y, md5_y) = read_idx(paths[0], 3), read_idx(paths[1], 1)
     for path, name, got in ((paths[0], images, md5_x), (paths[1], labels, md5_y)):
-        if got != spec.md5[name]:
-            unverified.append(path.name)
+        why = _check_md5(spec, root, path, name, got)
+        if why is not None:
+            unverified[why].append(path.name)
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise CorruptDatasetError(
             f"{paths[0]} has {x.shape[0]} images but {paths[1]} has {y.shape[0]} labels"
@@ -262,20 +293,35 @@ def load_idx_dataset(
             )
         _download(spec, root, url, progress)
         folder = root / spec.folder
-    unverified: list[str] = []
-    train = _read_split(spec, folder, TRAIN_IMAGES, TRAIN_LABELS, unverified)
-    test = _read_split(spec, folder, TEST_IMAGES, TEST_LABELS, unverified)
+    unverified: dict[str, list[str]] = {"mismatch": [], "unpacked": []}
+    train = _read_split(spec, folder, TRAIN_IMAGES, TRAIN_LABELS, unverified, root)
+    test = _read_split(spec, folder, TEST_IMAGES, TEST_LABELS, unverified, root)
     source = str(folder)
-    if unverified:
+    if unverified["mismatch"] or unverified["unpacked"]:
+        why = []
+        if unverified["mismatch"]:
+            why.append(
+                f"the MD5s of {', '.join(unverified['mismatch'])} are not those of the "
+                f"official {spec.title} files"
+            )
+        if unverified["unpacked"]:
+            why.append(
+                f"{', '.join(unverified['unpacked'])} are unpacked (no .gz), and unpacked "
+                "files cannot be checked against the official checksums, which are those of "
+                "the .gz files; keep the .gz files to have them checked"
+            )
         warnings.warn(
             UnverifiedDatasetWarning(
-                f"{folder}: loading UNVERIFIED data: the MD5s of {', '.join(unverified)} are "
-                f"not those of the official {spec.title} files. They are well-formed IDX files "
-                f"and are used, but results on them may differ from results on {spec.title}."
+                f"{folder}: loading UNVERIFIED data: {'; '.join(why)}. They are well-formed "
+                f"IDX files and are used, but results on them may differ from results on "
+                f"{spec.title}."
             ),
             stacklevel=3,
         )
-        source += " (unverified: not the official files)"
+        if unverified["mismatch"]:
+            source += " (unverified: not the official files)"
+        else:
+            source += " (unverified: unpacked files, not checked against the official MD5s)"
     return DatasetSplits(
         ImageDataset(*train, spec.classes, f"{spec.name}-train"),
         ImageDataset(*test, spec.classes, f"{spec.name}-test"),
@@ -304,13 +350,16 @@ def load_mnist(
         ``(N, 1, 28, 28)``, int64 labels in ``[0, 10)``.
 
     Warns:
-        UnverifiedDatasetWarning: a file's MD5 is not the official one (it is used all
-            the same, being a well-formed IDX file).
+        UnverifiedDatasetWarning: a file's MD5 is not the official one, or the file is
+            unpacked and cannot be checked (it is used all the same, being a well-formed
+            IDX file).
 
     Raises:
         DatasetNotFoundError: not there and ``download`` is False.
         DownloadError: not there and every address failed (offline, say).
         CorruptDatasetError: a file is damaged (never used).
+        DatasetError: the files are Fashion-MNIST's official files (the names are the
+            same); the message says where each dataset's files go.
     """
     return load_idx_dataset(MNIST, data_dir, download, progress, url)
 
