@@ -288,3 +288,143 @@ def test_the_submitted_file_is_found_in_a_folder(tmp_path):
     (tmp_path / "sgd.py").write_text("x = 2\n")
     assert _submission_files(m, tmp_path) == {"sgd": tmp_path / "sgd.py"}  # the right name
     assert _submission_files(m, tmp_path / "sgd.py") == {"sgd": tmp_path / "sgd.py"}
+
+
+# ---------------------------------------------------------------- what leaves the folder
+def _private_folder(tmp_path: Path) -> tuple[Path, list[str]]:
+    """relu_linear, with a bug patch, a private file and caches; and its solution lines."""
+    import shutil
+
+    src = tmp_path / "relu_linear"
+    shutil.copytree(ROOT / "examples" / "assignments" / "relu_linear", src)
+    toml = (src / "assignment.toml").read_text()
+    toml = toml.replace("[private]\n", '[private]\nfiles = ["answers.md"]\n')
+    toml = (
+        'pasted = "zero"\n'
+        + toml
+        + '\n[[private.bugs]]\nname = "a patch"\npatch = "bugs/x.patch"\n'
+    )
+    (src / "assignment.toml").write_text(toml)
+    solution = solution_lines((src / "relu_linear.py").read_text())
+    (src / "bugs").mkdir()
+    (src / "bugs" / "x.patch").write_text(f"-        {solution[0]}\n+        pass\n")
+    (src / "answers.md").write_text(f"the answer: {solution[1]}\n")
+    for cache in ("relu_linear.nbi", "__pycache__/x.pyc", ".hypothesis/db"):
+        (src / cache).parent.mkdir(exist_ok=True)
+        (src / cache).write_text(solution[2])
+    return src, solution
+
+
+def _leaks(texts: dict[str, str], solution: list[str]) -> list[str]:
+    return [name for name, text in texts.items()
+            if "[private" in text or any(line in text for line in solution)]  # fmt: skip
+
+
+def test_grading_and_the_autograder_get_no_solution_line_and_no_private_table(tmp_path):
+    import zipfile
+
+    from minitorch_alexnet.assignment.gradescope import autograder_zip
+    from minitorch_alexnet.assignment.grading import stage_tests
+
+    src, solution = _private_folder(tmp_path)
+    m = load(src)
+    staged = stage_tests(m, tmp_path / "staged")
+    texts = {p.relative_to(staged).as_posix(): p.read_text() for p in staged.rglob("*")
+             if p.is_file()}  # fmt: skip
+    assert "test_relu_linear_hidden.py" in texts  # hidden tests are graded, of course
+    assert _leaks(texts, solution) == [], "solution lines or [private] in the staged tests"
+    assert not {"answers.md", "bugs/x.patch", "relu_linear.nbi"} & set(texts)
+    graded = load(staged, solutions=False)
+    assert (graded.tasks, graded.pasted, graded.bugs) == (m.tasks, "zero", [])
+    with zipfile.ZipFile(autograder_zip(src, tmp_path / "ag.zip")) as z:
+        texts = {n: z.read(n).decode() for n in z.namelist() if n.startswith("assignment/")}
+    assert "assignment/test_relu_linear_hidden.py" in texts
+    assert _leaks(texts, solution) == [] and not any(n.endswith(".nbi") for n in texts)
+    out = release(src, tmp_path / "handout")
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [
+        "assignment.toml", "conftest.py", "relu_linear.py", "test_relu_linear.py"]  # fmt: skip
+
+
+def test_folder_files_skip_caches_and_dot_folders(tmp_path):
+    from minitorch_alexnet.assignment.handout import folder_files
+
+    src, _ = _private_folder(tmp_path)
+    names = {p.relative_to(src).as_posix() for p in folder_files(src)}
+    assert "answers.md" in names and "bugs/x.patch" in names
+    assert not {"relu_linear.nbi", "__pycache__/x.pyc", ".hypothesis/db"} & names
+
+
+def test_new_and_release_refuse_a_file_and_the_current_folder(tmp_path, monkeypatch):
+    (tmp_path / "a file").write_text("x")
+    with pytest.raises(ScaffoldError, match="is a file"):
+        new("ReLU", tmp_path / "a file")
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "mine.txt").write_text("keep me")
+    monkeypatch.chdir(here)
+    with pytest.raises(ScaffoldError, match="current folder"):
+        new("Conv2d", ".", force=True)
+    with pytest.raises(ScaffoldError, match="current folder"):
+        new("Conv2d", tmp_path, force=True)  # holds it
+    src = _folder(tmp_path, "X = 1\n")
+    with pytest.raises(ReleaseError, match="current folder"):
+        release(src, here, force=True)
+    assert (here / "mine.txt").read_text() == "keep me"
+
+
+def test_equivalence_reports_a_crash_instead_of_raising(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "assignment.toml").write_text(
+        'module = "layer"\n[private.reference]\nSGD = "minitorch_alexnet.optim.SGD"\n'
+        'relu_forward = "minitorch_alexnet.nn.activation.relu_forward"\n'
+    )
+    (src / "layer.py").write_text(
+        "class SGD:\n    def __init__(self, params, lr):\n        pass\n\n\n"
+        "def relu_forward(x, save=True):\n    raise RuntimeError('boom')\n"
+    )
+    lines = compare_with_library(load(src), examples=2)
+    assert lines[0].startswith("FAIL SGD raised TypeError: "), lines  # a wrong signature
+    assert lines[1] == "FAIL relu_forward raised RuntimeError: boom", lines
+    (src / "layer.py").write_text("raise ImportError('no such thing')\n")
+    assert compare_with_library(load(src)) == [
+        "FAIL reference: the solution layer.py could not be imported: ImportError: no such thing"
+    ]
+
+
+def test_check_names_the_hidden_tests_a_handout_holds(tmp_path, monkeypatch):
+    import shutil
+
+    from minitorch_alexnet.assignment import checking
+
+    src = _folder(tmp_path, "X = 1\n", {"test_layer.py": "def test_x():\n    pass\n",
+                                        "test_hidden.py": "def test_y():\n    pass\n"})  # fmt: skip
+
+    def leaky_release(root, out):
+        out = release(root, out)
+        shutil.copy2(src / "test_hidden.py", out / "test_hidden.py")
+        return out
+
+    monkeypatch.setattr(checking, "release", leaky_release)
+    monkeypatch.setattr(checking, "grade", lambda root, sub: checking.Grade("t", str(sub)))
+    text = checking.check(src, jobs=1, library=False).text()
+    assert "FAIL the handout holds hidden tests: test_hidden.py" in text, text
+
+
+def test_the_docs_say_what_the_time_limit_backstop_does():
+    text = (ROOT / "docs" / "assignment.md").read_text()
+    assert "the others still\nrun. Hypothesis" not in text
+    assert "it ends the whole\nrun: the tests that had not finished score 0" in text
+
+
+def test_check_uses_the_grading_profile_and_cleans_up_its_backend(tmp_path, monkeypatch):
+    from minitorch_alexnet.assignment import plugin
+    from minitorch_alexnet.backend import dispatch
+
+    asked = []
+    real = plugin.grading_settings
+    monkeypatch.setattr(plugin, "grading_settings", lambda n: asked.append(n) or real(n))
+    lines = compare_with_library(load(new("ReLU", tmp_path / "relu")), examples=3)
+    assert lines and all(line.startswith("ok") for line in lines), lines
+    assert asked and set(asked) == {3}
+    assert dispatch.overrides("assignment-check") == {}  # unregistered after the check

@@ -101,6 +101,40 @@ SUBMISSIONS = {
     '''),
     "syntax error": "def broken(:\n",
     "correct": HEAD + RELU + LINEAR,
+    # right code, and the comparisons switched off at import: every task scores 0
+    "patched kit": HEAD
+    + "import minitorch_alexnet.testing as _t\n\n"
+    + "_t.assert_matches_reference = lambda *a, **k: None\n"
+    + RELU
+    + LINEAR,
+    # the same, while a test runs: numpy.testing's helper replaced in ReLU.forward
+    "patched later": HEAD
+    + RELU.replace(
+        "    def forward(self, x):\n",
+        "    def forward(self, x):\n"
+        "        import numpy.testing\n\n"
+        "        numpy.testing.assert_allclose = lambda *a, **k: None\n",
+    )
+    + LINEAR,
+    # nothing written, and an atexit hook that appends a full-marks result (100 times
+    # over) for every test to the report
+    "forged": HEAD
+    + "class ReLU(Module):\n    pass\n\n\nclass Linear(Module):\n    pass\n"
+    + textwrap.dedent("""
+        import atexit, json, sys
+
+        def _forge():
+            path = sys.argv[sys.argv.index("--assignment-report") + 1]
+            records = [json.loads(line.split("\\t")[0]) for line in open(path)]
+            tests = next(r for r in records if r["event"] == "collected")["tests"]
+            with open(path, "a") as f:
+                for t in tests:
+                    f.write(json.dumps({"event": "result", "nodeid": t["nodeid"],
+                                        "outcome": "passed", "fraction": 100,
+                                        "output": "", "duration": 0}) + "\\n")
+
+        atexit.register(_forge)
+    """),
 }
 
 
@@ -166,6 +200,102 @@ def test_a_submission_that_does_not_import_scores_zero_with_the_reason(graded):
     g, results = graded["syntax error"]
     assert g.score == 0 and len(g.tests) == len(graded["correct"][0].tests) > 0
     assert all("could not be imported" in t["output"] for t in results["tests"])
+
+
+@pytest.mark.parametrize("name, changed, when", [
+    ("patched kit", "minitorch_alexnet.testing.assert_matches_reference", "imported"),
+    ("patched later", "numpy.testing.assert_allclose", "the tests ran"),
+])  # fmt: skip
+def test_a_submission_that_patches_the_tests_helpers_scores_zero(graded, name, changed, when):
+    g, results = graded[name]
+    assert g.score == 0, g.summary()
+    assert [(v.name, v.how, v.tasks) for v in g.violations] == [(changed, "replaced", [])]
+    assert when in g.violations[0].where and "must stay as they are" in results["output"]
+    assert all(t["status"] == "failed" and changed in t["output"] for t in results["tests"])
+
+
+def test_lines_appended_to_the_report_are_ignored(graded):
+    g, _ = graded["forged"]
+    assert g.score == 0 and all(t.score == 0 for t in g.tests), g.summary()
+    assert any("after the end of the run were ignored" in p for p in g.problems), g.problems
+
+
+def _report(path, key, records):
+    """A report as the plugin writes it, signed with ``key``; a str is a line written
+    by someone else (the submission, a crash)."""
+    from minitorch_alexnet.assignment.plugin import _writer
+
+    w = _writer(str(path), key)
+    for r in records:
+        w(r) if isinstance(r, dict) else w._out.write(r + "\n")
+    w.close()
+    return path
+
+
+def _collected(n):
+    return {"event": "collected", "tests": [
+        dict(nodeid=f"t.py::test_{i}", name=f"test_{i}", points=2.0, visibility="visible",
+             task="task1", doc="") for i in range(n)]}  # fmt: skip
+
+
+def _result(i, fraction=1.0):
+    return {"event": "result", "nodeid": f"t.py::test_{i}", "outcome": "passed",
+            "fraction": fraction, "output": "", "duration": 0.0}  # fmt: skip
+
+
+def _scored(path, key):
+    from minitorch_alexnet.assignment.forbidden import resolve
+    from minitorch_alexnet.assignment.grading import Grade, _read_report, _score
+    from minitorch_alexnet.assignment.manifest import load
+
+    m, g = load(RELU_LINEAR), Grade("t", "sub")
+    records, tampered = _read_report(path, key, g)
+    _score(g, m, records, resolve({}), "", tampered)
+    return g
+
+
+def test_the_report_keeps_the_first_result_clamped_and_stops_at_finished(tmp_path):
+    key = b"k" * 32
+    forged = '{"event": "result", "nodeid": "t.py::test_3", "fraction": 1, "seq": 7}'
+    path = _report(tmp_path / "r.jsonl", key, [
+        _collected(4), _result(0, 100), '{"event": "resu', _result(1), _result(1),
+        '{"no event": 1}', _result(2, -3), forged, {"event": "finished", "exitstatus": 0},
+        _result(3), "after the end"])  # fmt: skip
+    g = _scored(path, key)
+    assert [t.score for t in g.tests] == [2.0, 0.0, 0.0, 0.0], g.summary()
+    assert [t.status for t in g.tests][1:] == ["failed", "passed", "did not run"]
+    assert "tampered" in g.tests[1].output
+    notes = "\n".join(g.problems)
+    assert "t.py::test_1 were tampered with" in notes
+    assert "1 line(s) of the test report could not be read" in notes  # cut short: skipped
+    assert "2 line(s) of the test report were not signed by the grading plugin" in notes
+    assert "2 line(s) after the end of the run were ignored" in notes
+
+
+def test_a_report_with_a_line_removed_scores_zero(tmp_path):
+    key = b"k" * 32
+    path = _report(tmp_path / "r.jsonl", key, [
+        _collected(2), _result(0),
+        {"event": "violation", "name": "x", "how": "calls", "where": "w", "tasks": []},
+        _result(1), {"event": "finished", "exitstatus": 0}])  # fmt: skip
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:2] + lines[3:]) + "\n")  # the violation's line removed
+    g = _scored(path, key)
+    assert g.score == 0 and any("missing" in p for p in g.problems), g.summary()
+
+
+def test_a_run_stopped_by_the_time_limit_shows_its_output(monkeypatch, tmp_path):
+    from minitorch_alexnet.assignment import grading
+
+    def stuck(cmd, **kwargs):
+        raise subprocess.TimeoutExpired(cmd, 5, output=b"partial \xff out", stderr=b"stuck here")
+
+    monkeypatch.setattr(grading.subprocess, "run", stuck)
+    (tmp_path / "relu_linear.py").write_text(SUBMISSIONS["correct"])
+    g = grade(RELU_LINEAR, tmp_path)
+    notes = "\n".join(g.problems)
+    assert "stopped after" in notes and "partial \ufffd out" in notes and "stuck here" in notes
+    assert "b'" not in notes and g.score == 0
 
 
 def test_results_json_is_what_gradescope_reads(graded):

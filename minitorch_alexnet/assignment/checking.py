@@ -90,11 +90,16 @@ def check(src: str | Path, *, jobs: int | None = None, library: bool = True) -> 
         leaks = leaked_lines(m.root, handout)
         report.add(not leaks, "the handout holds no solution line" if not leaks else
                    "solution lines in the handout: " + "; ".join(leaks))  # fmt: skip
+        every = [p.name for p in hidden_test_files(m)]
         hidden = [
             p.name for p in hidden_test_files(m) if (handout / p.relative_to(m.root)).exists()
         ]
-        report.add(not hidden, f"the handout leaves out the hidden tests "
-                   f"({', '.join(p.name for p in hidden_test_files(m)) or 'none'})")  # fmt: skip
+        if hidden:
+            report.add(False, f"the handout holds hidden tests: {', '.join(hidden)}")
+        else:
+            report.add(
+                True, f"the handout leaves out the hidden tests ({', '.join(every) or 'none'})"
+            )
         runs: dict[str, Path] = {"reference": m.root, "handout": handout}
         for i, bug in enumerate(m.bugs):
             try:

@@ -42,6 +42,7 @@ LAYER_CASES = {
     "minitorch_alexnet.nn.im2col": "Conv2d",
 }
 EXAMPLES = 15
+BACKEND = "assignment-check"  # the backend the solution's functions are registered under
 
 
 def load_solution(m: Manifest, module: str | None = None) -> types.ModuleType:
@@ -63,11 +64,12 @@ def _attr(obj: Any, dotted: str) -> Any:
 
 
 def _given(strategy: Any, check: Any, examples: int) -> None:
-    from hypothesis import HealthCheck, Phase, given, settings
+    """Run ``check`` over ``strategy`` with the grading profile's settings."""
+    from hypothesis import given, settings
 
-    @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
-              phases=[Phase.explicit, Phase.generate, Phase.shrink],
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    from .plugin import grading_settings
+
+    @settings(**grading_settings(examples))
     @given(case=strategy)
     def run(case: Any) -> None:
         check(case)
@@ -162,22 +164,21 @@ def _function_check(pairs: dict[str, Any], examples: int) -> int:
 
     def check(case: Any) -> None:
         want = run(case)
-        dispatch.activate("assignment-check")
-        try:
+        with dispatch.activated(BACKEND):
             got = run(case)
-        finally:
-            dispatch.activate("numpy")
         seen[0] += 1
         for i, (a, b) in enumerate(zip(got, want)):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=f"{case}: tensor {i}")
 
-    dispatch._functions.pop("assignment-check", None)  # noqa: SLF001 - a private table
-    dispatch._overrides.pop("assignment-check", None)  # noqa: SLF001
-    for sol, lib in pairs.values():
-        dispatch.register("assignment-check", lib.__name__, sol)
-    with _backend.use_backend("numpy"):
-        for layer in layers:
-            _given(layer_cases(layer), check, examples)
+    dispatch.unregister(BACKEND)
+    try:
+        for sol, lib in pairs.values():
+            dispatch.register(BACKEND, lib.__name__, sol)
+        with _backend.use_backend("numpy"):
+            for layer in layers:
+                _given(layer_cases(layer), check, examples)
+    finally:
+        dispatch.unregister(BACKEND)
     return seen[0]
 
 
@@ -185,7 +186,11 @@ def compare_with_library(m: Manifest, examples: int = EXAMPLES) -> list[str]:
     """One line per reference entry: what was compared, or what differs."""
     if not m.reference:
         return []
-    mod = load_solution(m)
+    try:
+        mod = load_solution(m)
+    except Exception as e:  # noqa: BLE001 - whatever the solution raises at import
+        return [f"FAIL reference: the solution {m.module}.py could not be imported: "
+                f"{type(e).__name__}: {e}"]  # fmt: skip
     lines, functions = [], {}
     for name, target in m.reference.items():
         try:
@@ -218,6 +223,9 @@ def compare_with_library(m: Manifest, examples: int = EXAMPLES) -> list[str]:
         except AssertionError as e:
             lines.append(f"FAIL {name} differs from {target}:\n{e}")
             continue
+        except Exception as e:  # noqa: BLE001 - a wrong signature, a crash in forward
+            lines.append(f"FAIL {name} raised {type(e).__name__}: {e}")
+            continue
         if n == 0:
             lines.append(f"FAIL {name}: no generated case of {target} fits its constructor")
         else:
@@ -229,4 +237,6 @@ def compare_with_library(m: Manifest, examples: int = EXAMPLES) -> list[str]:
             lines.append(f"ok   {names} equal the library's references on {n} generated cases")
         except (AssertionError, ValueError) as e:
             lines.append(f"FAIL {names} differ from the library's references:\n{e}")
+        except Exception as e:  # noqa: BLE001 - a wrong signature, a crash
+            lines.append(f"FAIL {names} raised {type(e).__name__}: {e}")
     return lines

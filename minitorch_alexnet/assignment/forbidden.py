@@ -49,25 +49,29 @@ ALLOWED_MODULES = (
     "minitorch_alexnet.optim.optimizer",
 )
 BACKEND_PACKAGES = ("numba", "cuda")
+HINT = "write it yourself"
 
 
 @dataclass
 class Violation:
-    """One forbidden use: what (a dotted name), how, where, and the tasks it costs."""
+    """One forbidden use: what (a dotted name), how, where, the tasks it costs (none
+    listed: every task) and what to do instead."""
 
     name: str
     how: str
     where: str
     tasks: list[str]
+    hint: str = HINT
 
     def message(self) -> str:
         return (
             f"your submission {self.how} {self.name} ({self.where}), which this assignment "
-            "forbids: write it yourself"
+            f"forbids: {self.hint}"
         )
 
     def to_json(self) -> dict[str, Any]:
-        return dict(name=self.name, how=self.how, where=self.where, tasks=self.tasks)
+        return dict(name=self.name, how=self.how, where=self.where, tasks=self.tasks,
+                    hint=self.hint)  # fmt: skip
 
 
 @dataclass

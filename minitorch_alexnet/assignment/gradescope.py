@@ -10,7 +10,8 @@ copies the student's files into ``/autograder/submission`` and runs
 
 The zip bundles this library's source (it is not on PyPI), installed by ``setup.sh``
 with its test dependencies (pytest, Hypothesis, pytest-timeout), and the assignment
-folder without its solution modules: grading never needs them.
+folder without its solution modules, planted bugs and private files, its manifest
+without the ``[private]`` table: grading never needs them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from . import manifest as _manifest
 from .grading import HANDOUT
-from .handout import SKIP_DIRS, strip_solutions
+from .handout import folder_files, graded_files, strip_solutions
 
 __all__ = ["RUN_AUTOGRADER", "SETUP_SH", "autograder_zip", "library_files", "write_library"]
 
@@ -59,16 +60,6 @@ include = ["minitorch_alexnet*"]
 """
 
 
-def _files(root: Path) -> list[Path]:
-    return [
-        p
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-        and not any(part in SKIP_DIRS or part.startswith(".") for part in p.relative_to(root).parts)
-        and p.suffix not in (".pyc", ".nbi", ".nbc")
-    ]
-
-
 def _dependencies() -> str:
     """The library's runtime requirements, as a TOML list: from the checkout's
     pyproject.toml, else from the installed distribution's metadata."""
@@ -101,7 +92,7 @@ def library_files() -> list[tuple[str, bytes]]:
     text = PYPROJECT.format(version=minitorch_alexnet.__version__, dependencies=_dependencies())
     out = [("pyproject.toml", text.encode())]
     out += [(f"minitorch_alexnet/{p.relative_to(package).as_posix()}", p.read_bytes())
-            for p in _files(package)]  # fmt: skip
+            for p in folder_files(package)]  # fmt: skip
     return out
 
 
@@ -120,7 +111,6 @@ def autograder_zip(src: str | Path, out: str | Path) -> Path:
     m = _manifest.load(src)
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    solutions = {f"{mod}.py" for mod in m.modules}
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         for name, text in (("setup.sh", SETUP_SH), ("run_autograder", RUN_AUTOGRADER)):
             info = zipfile.ZipInfo(name)
@@ -128,10 +118,9 @@ def autograder_zip(src: str | Path, out: str | Path) -> Path:
             z.writestr(info, text)
         for rel, data in library_files():
             z.writestr(f"library/{rel}", data)
-        for p in _files(m.root):
-            rel = p.relative_to(m.root).as_posix()
-            if rel not in solutions:
-                z.write(p, f"assignment/{rel}")
+        for p in graded_files(m):  # no solution, bug patch, private file or [private] table
+            z.write(p, f"assignment/{p.relative_to(m.root).as_posix()}")
+        z.writestr(f"assignment/{_manifest.MANIFEST}", m.public_toml(grading=True))
         for mod in m.modules:  # the given code, so that copies of it are not flagged
             text = strip_solutions((m.root / f"{mod}.py").read_text(encoding="utf-8"), mod, m)
             z.writestr(f"assignment/{HANDOUT}/{mod}.py", text)

@@ -6,7 +6,8 @@ solution, and pytest runs there in a subprocess with the plugin
 tests import. The submission's source is scanned for forbidden uses and pasted
 copies first (:mod:`.forbidden`, :mod:`.pasted`); the plugin adds the uses it sees
 after import and while the tests run. A task with a forbidden use scores 0 on
-every test.
+every test. The plugin's report is read back line by line: only lines signed with the
+run's key count, in order, up to the end of the run, with one result per test.
 
 The result is Gradescope's ``results.json``: per test ``name``, ``score``,
 ``max_score``, ``status``, ``visibility``, ``output`` and ``tags`` (the task), and the
@@ -15,8 +16,12 @@ total ``score``; plus a readable summary (:meth:`Grade.summary`).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import math
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -29,12 +34,22 @@ from typing import Any
 from . import forbidden as _forbidden
 from . import manifest as _manifest
 from . import pasted as _pasted
-from .handout import SKIP_DIRS, strip_solutions
+from .handout import graded_files, strip_solutions
 
 __all__ = ["Grade", "TestScore", "grade", "stage_tests"]
 
 MAX_OUTPUT = 6000  # characters of output per test
 HANDOUT = ".handout"  # the autograder's copy of the handout's solution modules
+#: how ``grade`` hands the plugin the key that signs the report's lines: the number of a
+#: pipe to read it from (POSIX), or the key itself; the plugin removes both from
+#: ``os.environ`` before it imports the submission
+REPORT_KEY_FD = "MINITORCH_ALEXNET_REPORT_KEY_FD"
+REPORT_KEY = "MINITORCH_ALEXNET_REPORT_KEY"
+
+
+def sign(key: bytes, payload: str) -> str:
+    """The report line's signature: an HMAC-SHA256 of ``payload`` with ``key``."""
+    return hmac.new(key, payload.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -122,17 +137,14 @@ class Grade:
 
 
 def stage_tests(m: _manifest.Manifest, where: Path) -> Path:
-    """Copy the folder's tests and helpers, without the solution modules, into ``where``."""
-    solutions = {f"{mod}.py" for mod in m.modules}
-    for p in sorted(m.root.rglob("*")):
-        rel = p.relative_to(m.root)
-        if not p.is_file() or any(part in SKIP_DIRS or part.startswith(".") for part in rel.parts):
-            continue
-        if rel.as_posix() in solutions or p.suffix == ".pyc":
-            continue
-        target = where / rel
+    """Copy the folder's tests and helpers into ``where``: no solution module, planted
+    bug or private file, and the manifest without its ``[private]`` table (the tests run
+    in the submission's process, which may read anything in this folder)."""
+    for p in graded_files(m):
+        target = where / p.relative_to(m.root)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(p, target)
+    (where / _manifest.MANIFEST).write_text(m.public_toml(grading=True), encoding="utf-8")
     (where / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n", encoding="utf-8")
     return where
 
@@ -222,19 +234,12 @@ def grade(
         env = {**os.environ, "MINITORCH_ALEXNET_BACKEND": m.backend, "PYTHONHASHSEED": "0",
                "PYTHONDONTWRITEBYTECODE": "1"}  # fmt: skip
         env.pop("HYPOTHESIS_PROFILE", None)
-        limit = 120 + m.timeout * 50
-        try:
-            run = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
-                                 timeout=limit)  # fmt: skip
-            stdout = run.stdout + run.stderr
-        except subprocess.TimeoutExpired as e:
-            stdout = str(e.stdout or "")
-            g.problems.append(f"The test run was stopped after {limit:g} s")
+        key = secrets.token_hex(32)
+        stdout = _run(cmd, work, env, key, 120 + m.timeout * 50, g)
         if echo:
             print(stdout)
-        records = [json.loads(line) for line in report.read_text().splitlines()] if (
-            report.is_file()) else []  # fmt: skip
-    _score(g, m, records, forbidden, stdout)
+        records, tampered = _read_report(report, key.encode(), g)
+    _score(g, m, records, forbidden, stdout, tampered)
     g.seconds = time.perf_counter() - started
     if results is not None:
         Path(results).parent.mkdir(parents=True, exist_ok=True)
@@ -242,17 +247,109 @@ def grade(
     return g
 
 
+def _run(cmd: list[str], work: Path, env: dict[str, str], key: str, limit: float,
+         g: Grade) -> str:  # fmt: skip
+    """Run pytest; hand it the report's key through a pipe (POSIX) or the environment."""
+    fds: tuple[int, ...] = ()
+    if os.name == "posix":
+        read, write = os.pipe()
+        os.write(write, key.encode())
+        os.close(write)
+        fds, env = (read,), {**env, REPORT_KEY_FD: str(read)}
+    else:  # pragma: no cover - no pass_fds
+        env = {**env, REPORT_KEY: key}
+    try:
+        run = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
+                             timeout=limit, pass_fds=fds)  # fmt: skip
+        return run.stdout + run.stderr
+    except subprocess.TimeoutExpired as e:
+        g.problems.append(f"The test run was stopped after {limit:g} s")
+        return "".join(
+            t.decode("utf-8", errors="replace") if isinstance(t, bytes) else (t or "")
+            for t in (e.stdout, e.stderr)
+        )
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _read_report(path: Path, key: bytes | None, g: Grade) -> tuple[list[dict[str, Any]], set[str]]:
+    """The report's records, in order, up to "finished": only whole lines signed with
+    ``key`` and numbered one after the other. Returns them and the tests whose results
+    were tampered with (a second result, or one before the tests were collected)."""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if (
+        path.is_file()) else []  # fmt: skip
+    records: list[dict[str, Any]] = []
+    damaged = forged = late = 0
+    tampered: set[str] = set()
+    seen: set[str] = set()
+    for i, line in enumerate(lines):
+        payload, _, mac = line.rpartition("\t") if key else (line, "", "")
+        try:
+            r = json.loads(payload if payload or not key else line)
+        except ValueError:
+            damaged += 1  # cut short (a crash while writing) or not JSON
+            continue
+        if key and not hmac.compare_digest(mac.encode(), sign(key, payload).encode()):
+            forged += 1
+            continue
+        if not isinstance(r, dict) or not isinstance(r.get("event"), str):
+            damaged += 1
+            continue
+        if key and r.get("seq") != len(records):
+            g.problems.append("Report lines are missing (removed during the run): the "
+                              "results cannot be trusted; every test scores 0")  # fmt: skip
+            return [x for x in records if x["event"] != "result"], tampered
+        records.append(r)
+        if r["event"] == "finished":
+            late = len(lines) - i - 1
+            break
+        if r["event"] == "result":
+            nodeid = str(r.get("nodeid"))
+            if nodeid in seen or not any(x["event"] == "collected" for x in records):
+                tampered.add(nodeid)
+            seen.add(nodeid)
+    if damaged:
+        g.problems.append(f"{damaged} line(s) of the test report could not be read "
+                          "(cut short or not JSON); they were skipped")  # fmt: skip
+    if forged:
+        g.problems.append(f"{forged} line(s) of the test report were not signed by the "
+                          "grading plugin (added by the submission?): ignored")  # fmt: skip
+    if late:
+        g.problems.append(f"{late} line(s) after the end of the run were ignored "
+                          "(added by the submission?)")  # fmt: skip
+    for nodeid in sorted(tampered):
+        g.problems.append(f"The results of {nodeid} were tampered with (a second result, or "
+                          "one written before the tests were collected): it scores 0")  # fmt: skip
+    return records, tampered
+
+
+def _fraction(value: Any) -> float:
+    """A result's fraction, in [0, 1] (0 for anything that is not a number)."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return min(1.0, max(0.0, f)) if math.isfinite(f) else 0.0
+
+
 def _score(g: Grade, m: _manifest.Manifest, records: list[dict[str, Any]],
-           forbidden: _forbidden.Forbidden, stdout: str) -> None:  # fmt: skip
+           forbidden: _forbidden.Forbidden, stdout: str,
+           tampered: set[str] | frozenset[str] = frozenset()) -> None:  # fmt: skip
     collected = next((r["tests"] for r in records if r["event"] == "collected"), None)
-    results = {r["nodeid"]: r for r in records if r["event"] == "result"}
+    results: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r["event"] == "result":
+            results.setdefault(str(r.get("nodeid")), r)  # the first; a second is tampering
     for r in records:
         if r["event"] == "violation":
-            v = _forbidden.Violation(r["name"], r["how"], r["where"], r["tasks"])
+            v = _forbidden.Violation(str(r.get("name")), str(r.get("how")), str(r.get("where")),
+                                     list(r.get("tasks") or []),
+                                     str(r.get("hint") or _forbidden.HINT))  # fmt: skip
             if all((v.name, v.where) != (o.name, o.where) for o in g.violations):
                 g.violations.append(v)
         elif r["event"] == "import_error":
-            g.problems.append(r["message"])
+            g.problems.append(str(r.get("message")))
     if collected is None:
         tail = "\n".join(line[:300] for line in stdout.strip().splitlines()[-30:])
         g.problems.append(f"The tests could not be collected; pytest said:\n{tail}")
@@ -277,8 +374,12 @@ def _score(g: Grade, m: _manifest.Manifest, records: list[dict[str, Any]],
                     "(a crash, an exit or a time limit)."
                 ),
             )
+        elif t["nodeid"] in tampered:
+            status, score = "failed", 0.0
+            output = "0 points: its result in the test report was tampered with"
         else:
-            status, score, output = r["outcome"], pts * r["fraction"], r["output"]
+            status, output = str(r.get("outcome")), str(r.get("output", ""))
+            score = pts * _fraction(r.get("fraction"))
         if t["task"] in costly or (t["task"] is None and g.violations):
             reasons = by_task.get(t["task"], g.violations) or g.violations
             why = "\n".join(v.message() for v in reasons) or "a pasted copy of the library"

@@ -33,8 +33,11 @@ __all__ = [
     "ReleaseError",
     "Region",
     "find_regions",
+    "folder_files",
+    "graded_files",
     "hidden_test_files",
     "leaked_lines",
+    "prepare_out",
     "release",
     "released_files",
     "strip_solutions",
@@ -44,6 +47,7 @@ BEGIN = re.compile(r"^(?P<indent>[ \t]*)#+ *BEGIN SOLUTION\b(?P<arg>.*)$")
 END = re.compile(r"^[ \t]*#+ *END SOLUTION\b")
 HIDDEN_MARK = re.compile(r"""visibility\(\s*["'](hidden|after_due_date|after_published)["']""")
 SKIP_DIRS = {"__pycache__", ".hypothesis", ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints"}
+SKIP_SUFFIXES = (".pyc", ".nbi", ".nbc")  # bytecode and Numba's caches
 #: solution lines shorter than this (``else:``, ``return y``) may appear in a handout
 MIN_LEAK = 12
 
@@ -189,21 +193,77 @@ def hidden_test_files(m: Manifest) -> list[Path]:
     return out
 
 
+def folder_files(root: Path) -> list[Path]:
+    """The files under ``root`` worth copying: no caches (:data:`SKIP_DIRS`,
+    :data:`SKIP_SUFFIXES`), nothing under a dot-folder, no dot-file."""
+    return [
+        p
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+        and not any(part in SKIP_DIRS or part.startswith(".") for part in p.relative_to(root).parts)
+        and p.suffix not in SKIP_SUFFIXES
+    ]
+
+
+def _private(m: Manifest, p: Path, patches: set[Path]) -> bool:
+    """The manifest, a planted bug's patch, or a ``[private] files`` file."""
+    rel = p.relative_to(m.root).as_posix()
+    return (
+        p.name == _manifest.MANIFEST
+        or p.resolve() in patches
+        or any(fnmatch.fnmatch(rel, g) for g in m.private_files)
+    )
+
+
 def released_files(m: Manifest) -> list[Path]:
     """The folder's files that go into the handout (solution modules stripped later)."""
     hidden = set(hidden_test_files(m))
     patches = {(m.root / b.patch).resolve() for b in m.bugs if b.patch}
-    out = []
-    for p in sorted(m.root.rglob("*")):
-        rel = p.relative_to(m.root)
-        if not p.is_file() or any(part in SKIP_DIRS or part.startswith(".") for part in rel.parts):
-            continue
-        if p.suffix == ".pyc" or p.name == _manifest.MANIFEST or p in hidden:
-            continue
-        if p.resolve() in patches or any(fnmatch.fnmatch(rel.as_posix(), g)
-                                         for g in m.private_files):  # fmt: skip
-            continue
-        out.append(p)
+    return [p for p in folder_files(m.root) if p not in hidden and not _private(m, p, patches)]
+
+
+def graded_files(m: Manifest) -> list[Path]:
+    """The folder's files that grading needs: the tests, hidden ones included, and their
+    helpers; no solution module, no bug patch, no private file, not the manifest (the
+    grader writes :meth:`~.manifest.Manifest.public_toml` in its place)."""
+    solutions = {m.root / f"{mod}.py" for mod in m.modules}
+    patches = {(m.root / b.patch).resolve() for b in m.bugs if b.patch}
+    return [p for p in folder_files(m.root) if p not in solutions and not _private(m, p, patches)]
+
+
+def prepare_out(
+    out: str | Path,
+    *,
+    force: bool,
+    label: str = "OUT",
+    source: Path | None = None,
+    error: type[Exception] = ReleaseError,
+) -> Path:
+    """Make ``out`` an empty folder to write into; return it, resolved.
+
+    Refuses a file; a folder that is, holds or lies inside ``source``; and a non-empty
+    folder unless ``force``, which empties it, but never the current folder, the home
+    folder or a folder holding either.
+    """
+    out = Path(out).resolve()
+    if source is not None and (out == source or source in out.parents or out in source.parents):
+        raise error(
+            f"{label} {out} is, holds or lies inside the assignment folder {source}; "
+            "pick another place"
+        )
+    if out.exists() and not out.is_dir():
+        raise error(f"{label} {out} is a file; give a folder (a new one, or an empty one)")
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise error(f"{label} {out} is not empty; pass --force (force=True) to replace it")
+        for keep, what in ((Path.cwd().resolve(), "the current folder"),
+                           (Path.home().resolve(), "your home folder")):  # fmt: skip
+            if out == keep or out in keep.parents:
+                raise error(
+                    f"{label} {out} is or holds {what}: --force would delete it; pick a new folder"
+                )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
     return out
 
 
@@ -235,18 +295,7 @@ def release(src: str | Path, out: str | Path, *, force: bool = False) -> Path:
     (of :data:`MIN_LEAK` characters or more) and no hidden test is in the result.
     """
     m = _manifest.load(src)
-    out = Path(out).resolve()
-    if out == m.root or m.root in out.parents or out in m.root.parents:
-        raise ReleaseError(
-            f"OUT {out} is, holds or lies inside the assignment folder {m.root}; pick another place"
-        )
-    if out.exists() and not out.is_dir():
-        raise ReleaseError(f"OUT {out} is a file")
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise ReleaseError(f"OUT {out} is not empty; pass --force (force=True) to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out(out, force=force, source=m.root)
     for p in released_files(m):
         rel = p.relative_to(m.root)
         target = out / rel

@@ -128,8 +128,9 @@ class Manifest:
         """Each task's forbidden names, the folder-wide ones included."""
         return {t.name: list(dict.fromkeys(self.forbidden + t.forbidden)) for t in self.tasks}
 
-    def public_toml(self) -> str:
-        """The handout's manifest: everything but ``[private]``."""
+    def public_toml(self, *, grading: bool = False) -> str:
+        """The handout's manifest: everything but ``[private]``; with ``grading``, the
+        grader's copy of the tests gets ``pasted`` too."""
         lines = [
             "# The handout's copy of the assignment's manifest (its private part left out).",
             f"title = {_s(self.title)}",
@@ -140,6 +141,8 @@ class Manifest:
             lines.append(f"modules = {_list(self.modules)}")
         lines += [f"timeout = {self.timeout:g}", f"examples = {self.examples}"]
         lines += [f"backend = {_s(self.backend)}"]
+        if grading:
+            lines.append(f"pasted = {_s(self.pasted)}")
         if self.forbidden:
             lines.append(f"forbidden = {_list(self.forbidden)}")
         for t in self.tasks:

@@ -27,13 +27,21 @@ can stand in for it), ``--assignment-report PATH`` (one JSON line per test) and 
 per-test time limit (``--assignment-timeout``: a SIGALRM timer that raises
 :class:`TestTimeout`; pytest-timeout's ``--timeout`` with its thread method is the
 backstop for code that never returns to the interpreter).
+
+The submission runs in this process, so the plugin guards what it can: it takes the
+report's signing key (``grade`` passes it through a pipe) out of ``os.environ`` before
+the import, numbers and signs every report line, and holds the modules the tests rely
+on to a snapshot taken before the import (:mod:`.tamper`). ``docs/assignment.md`` says
+what this cannot stop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import itertools
 import json
+import os
 import signal
 import sys
 import traceback
@@ -46,6 +54,8 @@ import pytest
 
 from . import forbidden as _forbidden
 from . import manifest as _manifest
+from . import tamper as _tamper
+from .grading import REPORT_KEY, REPORT_KEY_FD, sign
 
 VISIBILITIES = _manifest.VISIBILITIES
 _STATE: dict[str, Any] = {}
@@ -73,14 +83,11 @@ def _find_manifest(config: pytest.Config) -> _manifest.Manifest | None:
     return None
 
 
-def grading_profile(examples: int = 10) -> None:
-    """Register and load the Hypothesis profile "grading"."""
-    try:
-        from hypothesis import HealthCheck, Phase, settings
-    except ImportError:  # pragma: no cover - hypothesis is in the test extra
-        return
-    settings.register_profile(
-        "grading",
+def grading_settings(examples: int = 10) -> dict[str, Any]:
+    """The settings of the Hypothesis profile "grading" (``check`` uses them too)."""
+    from hypothesis import HealthCheck, Phase
+
+    return dict(
         max_examples=examples,
         derandomize=True,
         deadline=None,
@@ -89,6 +96,15 @@ def grading_profile(examples: int = 10) -> None:
         phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
         suppress_health_check=list(HealthCheck),
     )
+
+
+def grading_profile(examples: int = 10) -> None:
+    """Register and load the Hypothesis profile "grading"."""
+    try:
+        from hypothesis import settings
+    except ImportError:  # pragma: no cover - hypothesis is in the test extra
+        return
+    settings.register_profile("grading", **grading_settings(examples))
     settings.load_profile("grading")
 
 
@@ -104,7 +120,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{t.name}: {t.title or 'a task of the assignment'}")
     grading_profile(m.examples if m else 10)
     report = config.getoption("--assignment-report")
-    _STATE["report"] = open(report, "w", encoding="utf-8") if report else None  # noqa: SIM115
+    key = _take_key()  # before the submission is imported: it never sees the key
+    _STATE["report"] = _writer(report, key) if report else None
     subs = config.getoption("--submission")
     if subs:
         _load_submissions(subs, m)
@@ -138,11 +155,53 @@ def _fallback(module: str, why: str) -> Any:
     return __getattr__
 
 
+def _take_key() -> bytes | None:
+    """The key ``grade`` signs the report with, removed from ``os.environ`` (its pipe
+    read and closed): the submission, imported later, finds neither."""
+    fd, key = os.environ.pop(REPORT_KEY_FD, None), os.environ.pop(REPORT_KEY, None)
+    if fd is not None:
+        chunks = []
+        with contextlib.suppress(OSError, ValueError):
+            while chunk := os.read(int(fd), 4096):
+                chunks.append(chunk)
+            os.close(int(fd))
+        return b"".join(chunks) or None
+    return key.encode() if key else None
+
+
+class _writer:  # noqa: N801 - used like a function
+    """Writes the report: one JSON line per record, numbered (``seq``) and, with a key,
+    signed (a tab and :func:`~.grading.sign`'s HMAC), which ``grade`` checks."""
+
+    def __init__(self, path: str, key: bytes | None):
+        self._out = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed at the end
+        self._seq = itertools.count()
+        self._sign = (lambda payload: "\t" + sign(key, payload)) if key else (lambda _: "")
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        payload = json.dumps({**record, "seq": next(self._seq)})
+        self._out.write(payload + self._sign(payload) + "\n")
+        self._out.flush()
+
+    def close(self) -> None:
+        self._out.close()
+
+
 def _write(record: dict[str, Any]) -> None:
     out = _STATE.get("report")
     if out is not None:
-        out.write(json.dumps(record) + "\n")
-        out.flush()
+        out(record)
+
+
+def _tampering(where: str) -> None:
+    """Report each change to the watched modules (:mod:`.tamper`) once: it costs every task."""
+    seen = _STATE.setdefault("tampered", set())
+    for name, how in _tamper.changes(_STATE["snapshot"]):
+        if name not in seen:
+            seen.add(name)
+            v = _forbidden.Violation(name, how, where, [], _tamper.HINT)
+            _STATE["violations"].append(v)
+            _write({"event": "violation", **v.to_json()})
 
 
 def _load_submissions(specs: list[str], m: _manifest.Manifest | None) -> None:
@@ -155,6 +214,8 @@ def _load_submissions(specs: list[str], m: _manifest.Manifest | None) -> None:
     guard = _forbidden.CallGuard(f, files.values())
     _STATE.update(guard=guard, forbidden=f, files=files)
     sys.dont_write_bytecode = True
+    tests = m.root if m else Path.cwd()  # the modules the tests import: loaded, then watched
+    _STATE["snapshot"] = _tamper.snapshot(_tamper.imported_names(tests))
     for name, path in files.items():
         sys.modules.pop(name, None)
         spec = importlib.util.spec_from_file_location(name, path)
@@ -182,6 +243,7 @@ def _load_submissions(specs: list[str], m: _manifest.Manifest | None) -> None:
         if "__getattr__" not in vars(module):
             why = f"{Path(path).name} defines no such name"
             module.__getattr__ = _fallback(name, why)  # type: ignore[attr-defined]
+    _tampering("while it was imported")
 
 
 # ---------------------------------------------------------------- markers and parts
@@ -343,6 +405,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if module is not None and getattr(module, "__file__", None) != path:
             _write({"event": "violation", "name": name, "how": "was replaced during the run",
                     "where": path, "tasks": []})  # fmt: skip
+    if "snapshot" in _STATE:
+        _tampering("while the tests ran")
     _write({"event": "finished", "exitstatus": int(exitstatus)})
     out = _STATE.get("report")
     if out is not None:

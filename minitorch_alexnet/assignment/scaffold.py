@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import ast
 import inspect
-import shutil
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..backend import dispatch
+from .handout import prepare_out
 
 __all__ = ["LAYERS", "ScaffoldError", "new"]
 
 
 class ScaffoldError(ValueError):
-    """An unknown layer, or a destination that is not empty."""
+    """An unknown layer, or a destination that is a file, is not empty or may not be replaced."""
 
 
 @dataclass(frozen=True)
@@ -312,12 +312,7 @@ def new(layer: str, dest: str | Path, *, force: bool = False) -> Path:
     if key is None:
         raise ScaffoldError(f"no template for {layer!r}; layers: {', '.join(LAYERS)}")
     spec = LAYERS[key]
-    dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()):
-        if not force:
-            raise ScaffoldError(f"DEST {dest} is not empty; pass --force to replace it")
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    dest = prepare_out(dest, force=force, label="DEST", error=ScaffoldError)
     module = key.lower()
     (dest / f"{module}.py").write_text(_solution_module(key, spec), encoding="utf-8")
     (dest / f"test_{module}.py").write_text(TESTS.format(name=key, module=module), encoding="utf-8")

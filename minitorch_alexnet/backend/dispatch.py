@@ -23,12 +23,22 @@ first made (``backend/__init__.py`` reads the package's ``OVERRIDES`` table).
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["EXACT", "Override", "Promise", "overridable", "reference", "register"]
+__all__ = [
+    "EXACT",
+    "Override",
+    "Promise",
+    "activated",
+    "overridable",
+    "reference",
+    "register",
+    "unregister",
+]
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,29 @@ def activate(backend: str) -> None:
     """Route every overridable call to ``backend``'s overrides from now on."""
     global _active
     _active = _functions.setdefault(backend, {})
+
+
+@contextlib.contextmanager
+def activated(backend: str) -> Iterator[None]:
+    """Route overridable calls to ``backend``'s overrides for a block, then back to
+    whatever was active before."""
+    global _active
+    previous = _active
+    activate(backend)
+    try:
+        yield
+    finally:
+        _active = previous
+
+
+def unregister(backend: str) -> None:
+    """Forget every override ``backend`` registered (one made for a while, as the
+    assignment kit's ``check`` does); calls it routed go back to the references."""
+    global _active
+    table = _functions.pop(backend, None)
+    _overrides.pop(backend, None)
+    if table is not None and _active is table:
+        _active = None
 
 
 def reference(name: str) -> Callable[..., Any]:
