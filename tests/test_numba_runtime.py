@@ -80,13 +80,18 @@ def test_a_first_run_says_it_compiles_and_a_cached_one_does_not(tmp_path):
         "mt.set_backend('numba')\n"
         "mt.nn.ReLU()(mt.asarray(np.ones((2, 3)), 'float32'))\n"
         "print(compiling.seconds())\n"
+        "print(compiling.report_once())\n"
+        "print(compiling.report_once())\n"
     )
     first = _run(code, NUMBA_CACHE_DIR=str(tmp_path))
     assert first.returncode == 0, first.stderr
-    assert compiling.MESSAGE in first.stderr and float(first.stdout) > 0
+    secs, report, again_report = first.stdout.splitlines()
+    assert compiling.MESSAGE in first.stderr and float(secs) > 0
+    assert report.startswith("compiled the kernels in ") and again_report == "None"
     again = _run(code, NUMBA_CACHE_DIR=str(tmp_path))
     assert again.returncode == 0, again.stderr
-    assert compiling.MESSAGE not in again.stderr and float(again.stdout) == 0
+    assert compiling.MESSAGE not in again.stderr
+    assert again.stdout.splitlines() == ["0.0", "None", "None"]
 
 
 QUERY = (

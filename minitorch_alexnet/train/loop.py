@@ -13,6 +13,7 @@ logits ``(N, classes)``; a loss is a 0-d device array.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -137,8 +138,8 @@ def train_one_epoch(
         loss, correct = step(images, labels)  # forward, loss, backward, update
         scheduler.step()  # next learning rate (OneCycle steps per batch)
         meter.update(loss, correct, len(labels))
-        if k == 1 and compiling.seconds() > 0:  # a first run: the Numba kernels compiled
-            tqdm.write(f"compiled the kernels in {compiling.seconds():.1f} s (cached from now on)")
+        if k == 1 and (note := compiling.report_once()):  # a first run compiled the kernels
+            tqdm.write(note, file=sys.stderr)
         if k % every == 0 or k == len(loader):
             mean_loss, acc = meter.read()
             if not math.isfinite(mean_loss):
