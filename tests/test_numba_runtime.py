@@ -119,3 +119,12 @@ def test_an_explicit_openblas_setting_is_kept():
     out = _run(QUERY.format(first="import numpy\n"), OPENBLAS_THREAD_TIMEOUT="8")
     assert out.returncode == 0, out.stderr
     assert set(eval(out.stdout)) <= {8}
+
+
+def test_a_larger_pool_ends_the_smaller_ones_threads(monkeypatch):
+    monkeypatch.setattr(threads, "_pool", None)
+    monkeypatch.setattr(threads, "_pool_key", (0, 0))  # both put back afterwards
+    small = threads._workers(1)
+    larger = threads._workers(3)
+    assert larger is not small and small._shutdown and threads._workers(2) is larger
+    larger.shutdown(wait=False)

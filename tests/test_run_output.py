@@ -53,3 +53,12 @@ def test_a_short_epoch_shows_its_loss_before_it_ends(monkeypatch):
     monkeypatch.setattr(loop.B, "get_backend", lambda: SimpleNamespace(device="cuda"))
     assert loop.log_every(15) == 3 and loop.log_every(1000) == loop.LOG_EVERY
     assert loop.log_every(3) == 1
+
+
+def test_help_shows_defaults_that_say_something_once():
+    from minitorch_alexnet.train import cli
+
+    text = " ".join(cli.build_parser("train").format_help().split())
+    assert "(default: 0)" in text  # --seed: 0 is a value, not an off switch
+    assert "(default: 128)" in text and "(default: True)" not in text
+    assert "(default: False)" not in text and "(default: None)" not in text

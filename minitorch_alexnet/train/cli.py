@@ -24,7 +24,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default in (None, False, True) or "default" in text:
+        if action.default is None or isinstance(action.default, bool) or "default" in text:
             return text
         return super()._get_help_string(action) or text
 

@@ -52,6 +52,12 @@ def _weight(arrays: dict[str, Any], prefix: str) -> Any:
     raise CheckpointError(f"the checkpoint has no weight for {prefix!r}")
 
 
+def _sizes(arrays: dict[str, Any]) -> tuple[int, int]:
+    """(input channels, classes): the first convolution's C_in, the last Linear's outputs."""
+    weights = [v for k, v in arrays.items() if k.endswith(".weight") and v.ndim in (2, 4)]
+    return int(weights[0].shape[1]), int([w for w in weights if w.ndim == 2][-1].shape[0])
+
+
 def build_from_checkpoint(arrays: dict[str, Any], meta: dict[str, Any], name: str | None) -> Any:
     """A model of the checkpoint's kind with the sizes its weights have (not yet loaded).
 
@@ -65,8 +71,7 @@ def build_from_checkpoint(arrays: dict[str, Any], meta: dict[str, Any], name: st
             f"the checkpoint holds a {model_class!r}; pass --model "
             f"({', '.join([*MODEL_NAMES.values(), 'tiny'])})"
         )
-    weights = [v for k, v in arrays.items() if k.endswith(".weight") and v.ndim in (2, 4)]
-    num_classes = [w for w in weights if w.ndim == 2][-1].shape[0]
+    channels, num_classes = _sizes(arrays)
     if name == "tiny":
         from ..models import tiny_cnn
 
@@ -80,7 +85,7 @@ def build_from_checkpoint(arrays: dict[str, Any], meta: dict[str, Any], name: st
             channels=tuple(w.shape[0] for w in conv),
             hidden=_weight(arrays, "fc1").shape[0],
         )
-    extra = {"in_channels": weights[0].shape[1]} if weights[0].shape[1] != 3 else {}
+    extra = {"in_channels": channels} if channels != 3 else {}
     return build_model(name, num_classes=num_classes, **extra)
 
 
@@ -121,9 +126,8 @@ def load_trained(path: str | Path, name: str | None = None) -> tuple[nn.Module, 
     model.eval()
     config = (meta.get("extra") or {}).get("config") or {}
     dataset = config.get("dataset", "cifar10")
-    channels = int(next(v for v in arrays.values() if v.ndim == 4).shape[1])
+    channels, n = _sizes(arrays)
     mean, std = statistics(dataset, channels)
-    n = int([v for k, v in arrays.items() if k.endswith(".weight") and v.ndim == 2][-1].shape[0])
     side = DATASET_SIDES.get(dataset, INPUT_SIDES.get(config.get("model", ""), input_side(model)))
     info = dict(classes=class_names(meta, n), mean=mean, std=std, side=side, channels=channels)
     return model, info

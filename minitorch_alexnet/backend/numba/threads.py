@@ -35,6 +35,8 @@ def _workers(n: int) -> ThreadPoolExecutor:
     global _pool, _pool_key
     with _lock:
         if _pool is None or _pool_key[0] != os.getpid() or _pool_key[1] < n:
+            if _pool is not None and _pool_key[0] == os.getpid():
+                _pool.shutdown(wait=False)  # too few threads: its idle ones end
             _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="minitorch-numba")
             _pool_key = (os.getpid(), n)
         return _pool
