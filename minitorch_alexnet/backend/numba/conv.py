@@ -16,7 +16,7 @@ from numba import get_num_threads, njit
 from .. import dispatch
 from ..geometry import conv_geometry
 from ..half import via_float32
-from . import JIT
+from . import JIT, gemm
 from .layout import cnhw_to_nchw, nchw_to_cnhw
 from .memory import columns
 from .patches import patches_input_grad, patches_weight_grad
@@ -169,7 +169,7 @@ def conv2d_forward(
     cols = im2col(x, (kh, kw), stride, padding)  # (C*KH*KW, N*Ho*Wo)
     w = weight.reshape(G, O // G, -1)
     cols_g = cols.reshape(G, cols.shape[0] // G, N * Ho * Wo)  # sizes, not -1: N may be 0
-    y = _stack_groups([w[g] @ cols_g[g] for g in range(G)])  # Y_g = W_g X_g
+    y = _stack_groups([gemm.matmul(w[g], cols_g[g]) for g in range(G)])  # Y_g = W_g X_g
     out = cnhw_to_nchw(y.reshape(O, N, Ho, Wo), bias)  # (N, O, Ho, Wo) + b[o], one pass
     if not save:
         return out, None
@@ -203,7 +203,7 @@ def conv2d_backward(grad_out: np.ndarray, ctx: dict, input_grad: bool = True) ->
         dw = patches_weight_grad(dy, x, kh, kw, sh, sw, ph, pw)
     else:
         cols_g = cols.reshape(G, cols.shape[0] // G, cols.shape[1])
-        dw = _stack_groups([dy[g] @ cols_g[g].T for g in range(G)])
+        dw = _stack_groups([gemm.matmul(dy[g], cols_g[g].T) for g in range(G)])
     del cols  # done with X_col here (the memory is free again unless ctx kept it)
     if not input_grad:
         return None, dw.reshape(weight.shape), db
