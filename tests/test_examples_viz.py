@@ -184,3 +184,57 @@ def test_confusion_matrix_reports_missing_data_and_bad_checkpoints(checkpoint, t
         path = save_checkpoint(tmp_path / "lin.npz", mt.nn.Linear(3, 2))
     assert cmx.main([str(path), "--data-dir", str(tmp_path)]) == 2
     assert "pass --model" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- classifying test images
+def _checkpoint_with_average(path: Path, tta: bool) -> tuple[Path, AlexNetCIFAR, AlexNetCIFAR]:
+    """A checkpoint whose ``ema`` entry holds other weights than the model's."""
+    from minitorch_alexnet.optim.swa_utils import AveragedModel
+
+    with mt.use_backend("numpy"):
+        model = _tiny_model()
+        mt.manual_seed(1)
+        other = AlexNetCIFAR(channels=(4, 4, 4, 4, 4), hidden=8)
+        averaged = AveragedModel(model, use_buffers=True)
+        averaged.update_parameters(other)  # the first update copies: the average is `other`
+        extra = {"config": {"model": "alexnet_cifar", "dataset": "cifar10", "tta": tta}}
+        extra.update(classes=CLASSES, ema=averaged.state_dict())
+        save_checkpoint(path, model, epoch=1, extra=extra)
+    return path, model, other
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_predict_images_uses_the_averaged_weights_and_flips_and_draws_them(
+    tmp_path, cifar, capsys, tta
+):
+    pytest.importorskip("matplotlib")
+    from minitorch_alexnet import data
+
+    example = _load("predict_images")
+    ck, _, other = _checkpoint_with_average(tmp_path / "ck.npz", tta)
+    argv = [str(ck), "--data-dir", str(cifar), "--count", "5", "--out", str(tmp_path / "o")]
+    assert example.main([*argv, "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert "averaged weights" in out and ("test-time flips" in out) == tta
+    assert (tmp_path / "o" / "predictions.png").stat().st_size > 0
+    lines = [line for line in out.splitlines() if line.startswith("test image ")]
+    assert len(lines) == 5
+    # the printed top class is the averaged model's own, with flips when the run used them
+    test = data.load_cifar10(cifar, download=False).test
+    pick = np.random.default_rng(0).choice(len(test), size=5)
+    with mt.use_backend("numpy"):
+        other.eval()
+        x = data.normalize(test.images[pick])
+        with mt.nn.no_grad():
+            logits = other(x)
+            if tta:
+                logits = (logits + other(np.ascontiguousarray(x[..., ::-1]))) / 2
+    for line, best in zip(lines, logits.argmax(1)):
+        assert line.split(": ")[1].startswith(CLASSES[best]), line
+
+
+def test_predict_images_without_cifar_says_so(tmp_path, capsys):
+    example = _load("predict_images")
+    ck, _, _ = _checkpoint_with_average(tmp_path / "ck.npz", False)
+    assert example.main([str(ck), "--data-dir", str(tmp_path / "none"), "--backend", "numpy"]) == 2
+    assert "error:" in capsys.readouterr().err

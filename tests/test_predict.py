@@ -32,7 +32,9 @@ def test_the_command_trains_and_records_the_class_names(trained):
 
 def test_predict_gives_the_models_own_probabilities(trained, tmp_path, capsys):
     """Images saved as PNG at the model's side: reading, normalising and the model's
-    evaluation must give what the model gives on the same pixels directly."""
+    evaluation must give what the model gives on the same pixels directly (with the
+    run's test-time flips, on by default: the logits of each image and its mirror
+    averaged)."""
     images = data.make_synthetic(n_train=4, n_test=4, seed=3).test.images  # uint8 (4, 3, 32, 32)
     paths = []
     for k, img in enumerate(images):
@@ -40,9 +42,11 @@ def test_predict_gives_the_models_own_probabilities(trained, tmp_path, capsys):
         Image.fromarray(np.ascontiguousarray(img.transpose(1, 2, 0))).save(paths[-1])
     model, info = P.load_trained(trained)
     got = P.predict(model, info, paths)
+    assert info["tta"] is True
     with mt.nn.no_grad():
-        logits = model(data.normalize(mt.asarray(images), info["mean"], info["std"]))
-    z = mt.to_numpy(logits).astype(np.float64)
+        x = data.normalize(mt.asarray(images), info["mean"], info["std"])
+        both = (model(x), model(mt.asarray(np.ascontiguousarray(mt.to_numpy(x)[..., ::-1]))))
+    z = (mt.to_numpy(both[0]).astype(np.float64) + mt.to_numpy(both[1])) / 2
     want = np.exp(z - z.max(1, keepdims=True))
     want /= want.sum(1, keepdims=True)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -7,9 +7,12 @@ there; no image crosses between host and device during an epoch.
 Augmentation is the standard CIFAR recipe, done for the whole batch at once with
 one fancy-indexing gather (no per-image loop):
 
-* random crop: pad each image with ``padding`` zero (black) pixels on every
-  side and cut a random 32x32 window out of it (offsets in ``[0, 2 * padding]``);
-* random horizontal flip with probability 1/2;
+* random crop: pad each image with ``padding`` pixels on every side, zero
+  (black) or its edge mirrored (``padding_mode="reflect"``), and cut a random
+  32x32 window out of it (offsets in ``[0, 2 * padding]``);
+* horizontal flip: with probability 1/2 each epoch (``flip="random"``), or
+  random in the first epoch and then each image the mirror of its previous
+  epoch (``flip="alternate"``: every image is seen both ways in any two epochs);
 
 followed by normalisation, ``(x / 255 - mean) / std`` per channel, to ``float32``.
 
@@ -73,15 +76,20 @@ def _apply_affine(x: Any, scale: Any, shift: Any) -> Any:
     return out
 
 
-def crop_flip(x: Any, oy: Any, ox: Any, flip: Any, padding: int = 4) -> Any:
-    """Crop each image from its zero-padded version and optionally mirror it, all at once.
+def crop_flip(
+    x: Any, oy: Any, ox: Any, flip: Any, padding: int = 4, padding_mode: str = "zeros"
+) -> Any:
+    """Crop each image from its padded version and optionally mirror it, all at once.
 
     Args:
         x: images ``(N, C, H, W)`` (any dtype; ``uint8`` is cheapest).
         oy, ox: int arrays ``(N,)`` with values in ``[0, 2 * padding]``: the window's
             top-left corner in the padded image (``padding`` means no shift).
         flip: bool array ``(N,)``: mirror left-right after cropping.
-        padding: zero pixels added on each side before cropping.
+        padding: pixels added on each side before cropping.
+        padding_mode: ``"zeros"`` (black pixels) or ``"reflect"`` (the image mirrored
+            at its edge, without repeating the edge pixel, as ``numpy.pad``'s and
+            torchvision's ``"reflect"``); needs ``padding < H`` and ``padding < W``.
 
     Returns:
         Array ``(N, C, H, W)`` of ``x``'s dtype: ``out[n, c, i, j] = padded[n, c, oy + i,
@@ -90,7 +98,9 @@ def crop_flip(x: Any, oy: Any, ox: Any, flip: Any, padding: int = 4) -> Any:
     xp = _backend.array_module(x)
     n, c, h, w = x.shape
     p = int(padding)
-    if p > 0:
+    if p > 0 and padding_mode == "reflect":
+        padded = xp.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode="reflect")
+    elif p > 0:
         padded = xp.zeros((n, c, h + 2 * p, w + 2 * p), dtype=x.dtype)
         padded[:, :, p : p + h, p : p + w] = x
     else:
@@ -115,11 +125,14 @@ class DataLoader:
         batch_size: examples per batch.
         shuffle: visit the examples in a new random order each epoch.
         drop_last: skip the last, smaller batch.
-        augment: random crop (zero padding ``padding``) and horizontal flip.
+        augment: random crop (padding ``padding``) and horizontal flip.
         normalize: apply :func:`normalize` with ``mean``/``std``; otherwise the
             batches are ``float32`` in ``[0, 255]``.
         mean, std: per-channel statistics (CIFAR-10's by default).
         padding: crop padding in pixels.
+        padding_mode: ``"zeros"`` or ``"reflect"`` (torchvision's ``RandomCrop`` names).
+        flip: ``"random"`` (a coin per image and epoch) or ``"alternate"`` (a coin per
+            image in the first epoch, then the other way round each epoch).
         seed: seeds the shuffling and augmentation; ``None`` draws one from the
             project's host generator (so :func:`manual_seed` makes it reproducible).
         epoch: the epoch the first pass is (as :meth:`set_epoch`; for resuming).
@@ -144,6 +157,8 @@ class DataLoader:
         mean: Sequence[float] = CIFAR10_MEAN,
         std: Sequence[float] = CIFAR10_STD,
         padding: int = 4,
+        padding_mode: str = "zeros",
+        flip: str = "random",
         seed: int | None = None,
         epoch: int = 0,
         backend: str | None = None,
@@ -158,6 +173,15 @@ class DataLoader:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if len(dataset) == 0:
             raise ValueError("the dataset is empty")
+        if padding_mode not in ("zeros", "reflect"):
+            raise ValueError(f"padding_mode must be 'zeros' or 'reflect', not {padding_mode!r}")
+        if flip not in ("random", "alternate"):
+            raise ValueError(f"flip must be 'random' or 'alternate', not {flip!r}")
+        side = min(dataset.images.shape[-2:])
+        if augment and padding_mode == "reflect" and padding >= side:
+            raise ValueError(
+                f"padding_mode='reflect' needs padding < the image side ({side}), got {padding}"
+            )
         self.backend = _backend.get_backend(backend)
         self.dataset = dataset
         self.batch_size = int(batch_size)
@@ -168,6 +192,8 @@ class DataLoader:
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         self.padding = int(padding)
+        self.padding_mode = padding_mode
+        self.flip = flip
         if seed is None:
             seed = int(_backend.host_rng().integers(0, 2**63 - 1))
         self.seed = int(seed)
@@ -213,10 +239,21 @@ class DataLoader:
         with _backend.use_backend(self.backend.name):
             return _backend.asarray(order, dtype="int64")
 
+    def _flips_of_images(self, epoch: int) -> Any:
+        """``flip="alternate"``: each image's flag in ``epoch``, ``(len(dataset),)`` bool.
+
+        One coin per image (drawn once, from the seed alone), and the flag is that
+        coin in even epochs and its opposite in odd ones.
+        """
+        coin = host_numpy().random.default_rng([self.seed, 0, 2]).random(len(self.dataset)) < 0.5
+        with _backend.use_backend(self.backend.name):
+            return _backend.asarray(coin ^ bool(epoch % 2))
+
     def _augment_params(self, epoch: int) -> tuple[Any, Any, Any]:
         """Crop offsets ``(oy, ox)`` and flip flags for every position of the epoch.
 
         Drawn on the device under CuPy (no transfer), on the host otherwise.
+        (With ``flip="alternate"`` the flags are the images', :meth:`_flips_of_images`.)
         """
         np = host_numpy()
         n, hi = len(self.dataset), 2 * self.padding + 1
@@ -241,6 +278,9 @@ class DataLoader:
             with _backend.use_backend(self.backend.name):  # each image its position's
                 where = _backend.asarray(self.sampler.positions(), dtype="int64")
             params = tuple(a[where] for a in params)
+        image_flips = None
+        if params is not None and self.flip == "alternate":
+            image_flips = self._flips_of_images(epoch)
         b = self.batch_size
         for k in range(len(self)):
             idx = order[k * b : (k + 1) * b]
@@ -248,7 +288,9 @@ class DataLoader:
             y = self._labels[idx]
             if params is not None:
                 oy, ox, flip = (a[k * b : (k + 1) * b] for a in params)
-                x = crop_flip(x, oy, ox, flip, self.padding)
+                if image_flips is not None:
+                    flip = image_flips[idx]
+                x = crop_flip(x, oy, ox, flip, self.padding, self.padding_mode)
             if self.normalize:
                 x = _apply_affine(x, self._scale, self._shift)
             else:

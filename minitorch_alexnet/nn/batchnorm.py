@@ -128,6 +128,14 @@ class _BatchNorm(Module):
             self.register_buffer("running_var", init.constant(C, 1.0))
             self.register_buffer("num_batches_tracked", init.constant((), 0, dtype="int64"))
 
+    def reset_running_stats(self) -> None:
+        """Running mean 0, variance 1, no batches counted; in place (a recorded graph
+        keeps reading the same arrays)."""
+        if self.track_running_stats:
+            self.running_mean[...] = 0
+            self.running_var[...] = 1
+            self.num_batches_tracked[...] = 0
+
     def extra_repr(self) -> str:
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

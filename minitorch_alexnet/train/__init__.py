@@ -15,14 +15,15 @@ From the shell, ``examples/train_cifar.py`` turns its flags into a :class:`Train
 and calls :func:`run` (:func:`train` with exit codes: 0 done, 2 a problem the user
 can fix, 3 diverged, 130 interrupted).
 
-Three modules, to read in this order:
+Four modules, to read in this order:
 
 * :mod:`.loop` -- the loop itself: one step (forward, loss, backward, optimiser
   step), one epoch of steps, evaluation, and the check that the weights and
   statistics are finite;
-* :mod:`.trainer` -- a whole run: the settings (and their checks), building the
-  data, model and optimiser, the epochs, an atomic ``checkpoint.npz`` after every
-  epoch, and the check that a resume uses the same settings;
+* :mod:`.config` -- the settings, :class:`TrainConfig`, and their checks;
+* :mod:`.trainer` -- a whole run: building the data, model and optimiser, the
+  epochs, an atomic ``checkpoint.npz`` after every epoch, and the check that a
+  resume uses the same settings;
 * :mod:`.rundir` -- the run's folder: which one, the lock that keeps a second run
   out, and its files (``metrics.json``, ``curves.png``).
 """

@@ -99,6 +99,54 @@ def add_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="no random crops and flips (they are on by default)",
     )
     p.add_argument(
+        "--crop-padding",
+        type=int,
+        default=2,
+        help="random translation: pad each side by this many pixels, then cut a window",
+    )
+    p.add_argument(
+        "--padding-mode",
+        choices=("zeros", "reflect"),
+        default="reflect",
+        help="the crop's padding: black pixels, or the image mirrored at its edge",
+    )
+    p.add_argument(
+        "--flip",
+        choices=("random", "alternate"),
+        default="random",
+        help="horizontal flips: a coin per image every epoch, or a coin in the first epoch "
+        "and then each image mirrored relative to its previous epoch",
+    )
+    p.add_argument(
+        "--norm-bias-lr-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="learning rate x this for BatchNorm weights and all biases (a second param group)",
+    )
+    p.add_argument(
+        "--norm-bias-weight-decay",
+        type=float,
+        default=None,
+        metavar="X",
+        help="weight decay of BatchNorm weights and all biases (default: --weight-decay)",
+    )
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        metavar="DECAY",
+        help="evaluate and keep an exponential moving average of the weights with this "
+        "decay per step, e.g. 0.999 (0: none)",
+    )
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="test-time augmentation: average the logits of each test image and its mirror "
+        "(on by default; --no-tta turns it off)",
+    )
+    p.add_argument(
         "--out",
         default=None,
         help="the run's folder (default: a new numbered folder, runs/cifar/1, runs/cifar/2, ...)",

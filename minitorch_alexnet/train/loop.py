@@ -47,7 +47,7 @@ class Diverged(Exception):
 
 def input_side(model: nn.Module) -> int:
     """The square input side the model is built for (32 unless it says otherwise)."""
-    size = getattr(model, "input_size", None)
+    size = getattr(getattr(model, "module", model), "input_size", None)  # an AveragedModel's
     return int(size[-1]) if size else 32
 
 
@@ -120,11 +120,16 @@ def train_one_epoch(
     scheduler: optim.OneCycleLR,
     desc: str = "train",
     progress: bool = True,
+    averaged: optim.swa_utils.AveragedModel | None = None,
+    average_every: int = 1,
+    first_step: int = 0,
 ) -> tuple[float, float, float]:
     """One pass over the training data with ``step`` (from :func:`make_train_step`).
 
-    Returns (mean loss, accuracy, images per second). Raises :class:`Diverged` when
-    the loss is not finite.
+    ``averaged``: an average of the weights (``--ema``), updated after every
+    ``average_every``-th step of the run, counted from ``first_step``, the number of
+    steps before this epoch (so short epochs update it too). Returns (mean loss,
+    accuracy, images per second). Raises :class:`Diverged` when the loss is not finite.
     """
     model.train()
     meter = RunningMeter()
@@ -137,6 +142,8 @@ def train_one_epoch(
     for k, (images, labels) in enumerate(bar, 1):
         loss, correct = step(images, labels)  # forward, loss, backward, update
         scheduler.step()  # next learning rate (OneCycle steps per batch)
+        if averaged is not None and (first_step + k) % average_every == 0:
+            averaged.update_parameters(model)
         meter.update(loss, correct, len(labels))
         if k == 1 and (note := compiling.report_once()):  # a first run compiled the kernels
             tqdm.write(note, file=sys.stderr)
@@ -153,17 +160,24 @@ def train_one_epoch(
     return mean_loss, acc, meter.count / (time.perf_counter() - start)
 
 
+def mirrored(x: Any) -> Any:
+    """``(N, C, H, W)`` images mirrored left-right (a contiguous copy)."""
+    return B.get_backend().xp.ascontiguousarray(x[..., ::-1])
+
+
 def evaluate(
     model: nn.Module,
     loader: data.DataLoader,
     criterion: nn.CrossEntropyLoss | None = None,
     progress: bool = False,
+    tta: bool = False,
 ) -> tuple[float, float]:
     """Mean loss and accuracy on ``loader``, in evaluation mode, keeping nothing for backward.
 
     ``criterion`` defaults to plain cross-entropy; a run passes its own (with its
     label smoothing), so that its train and test losses are the same quantity.
-    ``progress``: a progress bar (on a terminal only).
+    ``progress``: a progress bar (on a terminal only). ``tta``: test-time flips, the
+    logits ``(N, classes)`` of each image and of its mirror averaged (twice the work).
     """
     criterion = criterion or nn.CrossEntropyLoss()
     model.eval()
@@ -172,7 +186,10 @@ def evaluate(
     with nn.no_grad():
         bar = tqdm(loader, desc="test", leave=False, disable=None if progress else True)
         for images, labels in bar:
-            logits = model(resize_nearest(images, side))
+            x = resize_nearest(images, side)
+            logits = model(x)
+            if tta:
+                logits = (logits + model(mirrored(x))) * 0.5
             meter.update(criterion(logits, labels), count_correct(logits, labels), len(labels))
     return meter.read()
 

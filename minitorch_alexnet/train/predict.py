@@ -27,7 +27,7 @@ from ..data.imagefolder import load_image
 from ..data.mnist import FASHION_MNIST, MNIST
 from ..data.registry import statistics
 from ..models import INPUT_SIDES, build_model
-from .loop import input_side, resize_nearest
+from .loop import input_side, mirrored, resize_nearest
 from .rundir import latest_run
 
 #: the ``model_class`` a checkpoint records -> the name :func:`build_model` takes
@@ -122,7 +122,11 @@ def load_trained(path: str | Path, name: str | None = None) -> tuple[nn.Module, 
     images' side in training (before the model's own upscaling, as in the training loop)."""
     arrays, meta = read_checkpoint(path)
     model = build_from_checkpoint(arrays, meta, name)
-    load_checkpoint(path, model, restore_rng=False)
+    meta = load_checkpoint(path, model, restore_rng=False)
+    averaged = (meta.get("extra") or {}).get("ema")  # --ema: the weights that were evaluated
+    if isinstance(averaged, dict):
+        weights = {k[len("module.") :]: v for k, v in averaged.items() if k.startswith("module.")}
+        model.load_state_dict(weights)
     model.eval()
     config = (meta.get("extra") or {}).get("config") or {}
     dataset = config.get("dataset", "cifar10")
@@ -130,6 +134,8 @@ def load_trained(path: str | Path, name: str | None = None) -> tuple[nn.Module, 
     mean, std = statistics(dataset, channels)
     side = DATASET_SIDES.get(dataset, INPUT_SIDES.get(config.get("model", ""), input_side(model)))
     info = dict(classes=class_names(meta, n), mean=mean, std=std, side=side, channels=channels)
+    info.update(weights="averaged" if isinstance(averaged, dict) else "trained")
+    info.update(tta=bool(config.get("tta", False)))  # averaged logits of image and mirror
     return model, info
 
 
@@ -146,13 +152,22 @@ def read_images(paths: Sequence[str | Path], side: int, channels: int) -> Any:
     return images
 
 
+def classify(model: nn.Module, info: dict[str, Any], images: Any) -> Any:
+    """Class probabilities (N, classes), on the host, for uint8 images (N, C, side, side);
+    with ``info["tta"]`` the logits of each image and its mirror are averaged first."""
+    x = data.normalize(B.asarray(images), info["mean"], info["std"])
+    x = resize_nearest(x, input_side(model))
+    with nn.no_grad():
+        logits = model(x)
+        if info.get("tta"):
+            logits = (logits + model(mirrored(x))) * 0.5
+        probs = nn.Softmax(dim=1)(logits)
+    return B.to_numpy(probs)
+
+
 def predict(model: nn.Module, info: dict[str, Any], paths: Sequence[str | Path]) -> Any:
     """Class probabilities (N, classes) for the image files ``paths``, on the host."""
-    images = B.asarray(read_images(paths, info["side"], info["channels"]))
-    x = resize_nearest(data.normalize(images, info["mean"], info["std"]), input_side(model))
-    with nn.no_grad():
-        probs = nn.Softmax(dim=1)(model(x))
-    return B.to_numpy(probs)
+    return classify(model, info, read_images(paths, info["side"], info["channels"]))
 
 
 def add_parser(commands: Any) -> None:
@@ -183,6 +198,7 @@ def main(args: argparse.Namespace) -> int:
         OSError,
         ImportError,
         ValueError,
+        RuntimeError,  # weights that do not fit the network
         B.BackendError,
     ) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,8 +1,8 @@
-"""A training run: its settings, its set-up, its files, and the loop over epochs.
+"""A training run: its set-up, its files, and the loop over epochs.
 
-:class:`TrainConfig` holds every setting (and refuses those that cannot work);
-:func:`train` takes the run's folder (:mod:`.rundir`: a new numbered one unless
-``out`` names one, locked while the run lasts), builds the backend, data, model and
+:class:`TrainConfig` (:mod:`.config`) holds every setting; :func:`train` takes the
+run's folder (:mod:`.rundir`: a new numbered one unless ``out`` names one, locked
+while the run lasts), builds the backend, data, model and
 optimiser, then for each epoch trains (:mod:`.loop`), evaluates, checks that the
 weights and statistics are still finite, and rewrites ``metrics.json`` and
 ``checkpoint.npz``; at the end it draws ``curves.png``. Before the first epoch, a
@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,8 @@ from .. import backend as B
 from .. import data, nn, optim
 from ..checkpoint import CheckpointError, SaveInterrupted, load_checkpoint, save_checkpoint
 from ..distributed.training import Parallel, parallel_hooks
-from ..models import INPUT_SIDES, MODELS, build_model
+from ..models import INPUT_SIDES, build_model
+from .config import RESUME_DEFAULTS, RESUME_KEYS, ConfigError, TrainConfig
 from .loop import (
     Diverged,
     check_finite_state,
@@ -35,7 +35,6 @@ from .loop import (
     train_one_epoch,
 )
 from .rundir import (
-    RUNS_DIR,
     TrainingError,
     clear_run,
     plot_curves,
@@ -48,113 +47,12 @@ __all__ = ["ConfigError", "TrainConfig", "TrainingError", "exit_code", "run", "t
 EXIT_BAD_INPUT = 2  # missing data, bad flags, a folder in use or holding a run, a bad checkpoint
 EXIT_DIVERGED = 3  # NaN or infinite loss, weight or statistic
 EXIT_INTERRUPTED = 130  # Ctrl-C
-# settings that must not change between a run and its resume
-RESUME_KEYS = (
-    "model",
-    "dataset",
-    "subset",
-    "test_subset",
-    "epochs",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "label_smoothing",
-    "momentum",
-    "cycle_momentum",
-    "seed",
-    "augment",
+EMA_EVERY = 5  # steps between updates of the weights' average (--ema)
+LAGGING_STATISTICS = (
+    "note: a test loss far above the training loss in the first epochs is expected: "
+    "evaluation uses BatchNorm's running statistics, which trail the weights while the "
+    "learning rate warms up; it falls as training settles (docs/training.md explains)"
 )
-# settings added in later versions: a checkpoint without them was written with these
-RESUME_DEFAULTS = {"label_smoothing": 0.0}
-# whole-number settings (None allowed where marked) and the least value of each
-WHOLE_NUMBERS = {"epochs": 1, "batch_size": 1, "seed": 0}
-OPTIONAL_WHOLE_NUMBERS = {"subset": 1, "test_subset": 1, "stop_after": 1}
-# real-number settings: the test each must pass (NaN and infinity never do), and its wording
-REAL_NUMBERS = {
-    "lr": (lambda v: v > 0, "a positive number"),
-    "weight_decay": (lambda v: v >= 0, "zero or a positive number"),
-    "momentum": (lambda v: 0 < v < 1, "between 0 and 1 (Nesterov momentum needs more than 0)"),
-    "label_smoothing": (lambda v: 0 <= v < 1, "at least 0 and less than 1"),
-}
-
-
-class ConfigError(ValueError):
-    """A setting that cannot work: ``field`` names it, ``reason`` says what it must be."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field} {reason}")
-        self.field, self.reason = field, reason
-
-
-# ---------------------------------------------------------------- the settings
-@dataclass
-class TrainConfig:
-    """Every setting of a training run; ``examples/train_cifar.py`` has one flag for each.
-
-    The recipe: SGD with Nesterov momentum and weight decay, a one-cycle learning
-    rate (20% warm-up to ``lr``, then cosine annealing), random crops and flips.
-    """
-
-    model: str = "alexnet_cifar"  # a name in models.MODELS
-    epochs: int = 30  # length of the whole schedule
-    batch_size: int = 128  # training batch; evaluation uses twice this
-    lr: float = 0.1  # peak learning rate of OneCycle
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.0  # cross-entropy against (1 - s) one-hot + s / classes
-    momentum: float = 0.9  # Nesterov momentum, used as it is only if not cycle_momentum
-    cycle_momentum: bool = True  # OneCycle moves momentum 0.95 -> 0.85 -> 0.95
-    dataset: str = "auto"  # "auto" (CIFAR-10, else synthetic), "synthetic" or data.DATASETS
-    data_dir: str | Path | None = None  # None: $MINITORCH_ALEXNET_DATA or ~/.cache/...
-    download: bool = True  # download CIFAR-10 if it is not in data_dir
-    subset: int | None = None  # train on the first N images (None: all)
-    test_subset: int | None = None  # test on the first M images (None: all)
-    augment: bool = True  # random crops and horizontal flips
-    out: str | Path | None = None  # the run's folder; None: a new one, runs/cifar/<number>
-    resume: bool = False  # continue from out/checkpoint.npz (out None: the latest run's)
-    overwrite: bool = False  # replace the run that out holds (refused otherwise)
-    stop_after: int | None = None  # stop after this many epochs of this call
-    seed: int = 0  # initialisation, shuffling, augmentation and dropout
-    backend: str | None = None  # "numba", "numpy", "cupy"; None: cupy with a GPU, else numba
-    cuda_graph: bool = False  # cupy: record the step once as a CUDA graph, then replay it
-    progress: bool = True  # progress bars (only ever on a terminal)
-    distributed: bool = False  # one process per device under mpiexec (docs/distributed.md)
-    sync_bn: bool = False  # with distributed: BatchNorm statistics of the global batch
-
-    def __post_init__(self) -> None:
-        """Refuse, with a :class:`ConfigError` naming the setting, anything that cannot work."""
-        if self.model not in MODELS:
-            raise ConfigError("model", f"must be one of {', '.join(MODELS)}, not {self.model!r}")
-        if self.dataset not in ("auto", "synthetic", *data.DATASETS):
-            choices = ", ".join(("auto", "synthetic", *data.DATASETS))
-            raise ConfigError("dataset", f"must be one of {choices}, not {self.dataset!r}")
-        for name, least in {**WHOLE_NUMBERS, **OPTIONAL_WHOLE_NUMBERS}.items():
-            value = getattr(self, name)
-            if value is None and name in OPTIONAL_WHOLE_NUMBERS:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                what = "a positive whole number" if least else "a whole number, 0 or more"
-                raise ConfigError(name, f"must be {what}, not {value!r}")
-        for name, (ok, what) in REAL_NUMBERS.items():
-            value = getattr(self, name)
-            real = isinstance(value, int | float) and not isinstance(value, bool)
-            if not (real and math.isfinite(value) and ok(value)):
-                raise ConfigError(name, f"must be {what}, not {value!r}")
-        if self.out is not None and not str(self.out).strip():
-            raise ConfigError(
-                "out",
-                f"must name a folder, not {str(self.out)!r} (leave it out and each run "
-                f"gets a new numbered folder under {RUNS_DIR})",
-            )
-        if self.overwrite and self.resume:
-            raise ConfigError(
-                "overwrite", "contradicts --resume: one continues the run in --out, one replaces it"
-            )
-        if self.overwrite and self.out is None:
-            raise ConfigError(
-                "overwrite",
-                f"needs --out: without it a run gets a new folder under {RUNS_DIR} and replaces "
-                "nothing",
-            )
 
 
 # ---------------------------------------------------------------- set-up
@@ -213,12 +111,41 @@ def load_data(config: TrainConfig) -> data.DatasetSplits:
     return data.DatasetSplits(train_set, test_set, splits.name, splits.source)
 
 
+def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """The optimiser's parameter groups: one, or two when the BatchNorm weights and
+    biases and every bias get their own learning rate or weight decay.
+
+    The second group (``norm_bias_lr_scale``, ``norm_bias_weight_decay``) holds each
+    parameter that only scales or shifts: BatchNorm's ``weight`` and ``bias`` and the
+    ``bias`` of every layer; the first holds the rest (the convolution and linear weights).
+    """
+    params = list(model.named_parameters())
+    wd = config.norm_bias_weight_decay
+    if config.norm_bias_lr_scale == 1.0 and (wd is None or wd == config.weight_decay):
+        return [{"params": [p for _, p in params]}]
+    norm_layers = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)
+    norms = [m for m in model.modules() if isinstance(m, norm_layers)]
+    in_norms = {id(p) for m in norms for p in m.parameters()}
+    scaled = [p for name, p in params if id(p) in in_norms or name.endswith("bias")]
+    rest = [p for _, p in params if all(p is not q for q in scaled)]
+    return [
+        {"params": rest},
+        {
+            "params": scaled,
+            "lr": config.lr * config.norm_bias_lr_scale,
+            "weight_decay": config.weight_decay if wd is None else wd,
+        },
+    ]
+
+
 def make_optimizer(
     model: nn.Module, config: TrainConfig, steps_per_epoch: int
 ) -> tuple[optim.SGD, optim.OneCycleLR]:
-    """SGD with Nesterov momentum and weight decay, and a one-cycle schedule over all steps."""
+    """SGD with Nesterov momentum and weight decay, and a one-cycle schedule over all steps
+    (its peak: ``lr``, and ``lr * norm_bias_lr_scale`` for a second parameter group)."""
+    groups = parameter_groups(model, config)
     optimizer = optim.SGD(
-        model.parameters(),
+        groups,
         lr=config.lr,
         momentum=config.momentum,
         nesterov=True,
@@ -226,7 +153,7 @@ def make_optimizer(
     )
     scheduler = optim.OneCycleLR(
         optimizer,
-        max_lr=config.lr,
+        max_lr=[g["lr"] for g in optimizer.param_groups],
         total_steps=config.epochs * steps_per_epoch,
         pct_start=0.2,
         # PyTorch's default: momentum cycles 0.95 -> 0.85 -> 0.95 against the rate,
@@ -234,6 +161,18 @@ def make_optimizer(
         cycle_momentum=config.cycle_momentum,
     )
     return optimizer, scheduler
+
+
+def make_average(model: nn.Module, config: TrainConfig) -> optim.swa_utils.AveragedModel | None:
+    """``--ema``: an exponential moving average of the weights, updated every
+    ``EMA_EVERY`` steps with decay ``ema ** EMA_EVERY`` (so ``ema`` is the decay per
+    step); None without ``--ema``. BatchNorm's statistics are copied from the training
+    model at each update, not averaged (``use_buffers=False``, PyTorch's default): an
+    average keeps an early spike of a running variance for many epochs."""
+    if not config.ema:
+        return None
+    decay = optim.swa_utils.get_ema_multi_avg_fn(config.ema**EMA_EVERY)
+    return optim.swa_utils.AveragedModel(model, multi_avg_fn=decay, use_buffers=False)
 
 
 def check_batch_statistics(model: nn.Module, config: TrainConfig, n_train: int) -> None:
@@ -256,10 +195,22 @@ def check_batch_statistics(model: nn.Module, config: TrainConfig, n_train: int) 
 
 # ---------------------------------------------------------------- bookkeeping
 def settings_of(config: TrainConfig, dataset_name: str) -> dict[str, Any]:
-    """The settings a resume must match (``RESUME_KEYS``), with the dataset actually used."""
+    """The settings a resume must match (``RESUME_KEYS``), with the dataset actually used
+    (and a BatchNorm-and-bias weight decay equal to ``weight_decay`` recorded as None:
+    the same run)."""
     settings = {k: getattr(config, k) for k in RESUME_KEYS}
     settings["dataset"] = dataset_name
+    if settings["norm_bias_weight_decay"] == config.weight_decay:
+        settings["norm_bias_weight_decay"] = None
     return settings
+
+
+def flag_for(key: str, value: Any) -> str:
+    """The command-line flag that sets ``key`` to ``value`` ('' where none does)."""
+    name = "--" + key.replace("_", "-")
+    if isinstance(value, bool):
+        return name if value else {"augment": "--no-augment"}.get(key, f"--no-{name[2:]}")
+    return "" if value is None or key == "dataset" else f"{name} {value}"
 
 
 def resume_from(
@@ -268,8 +219,10 @@ def resume_from(
     optimizer: optim.SGD,
     scheduler: optim.OneCycleLR,
     settings: dict[str, Any],
+    averaged: optim.swa_utils.AveragedModel | None = None,
 ) -> tuple[int, list[dict[str, float]]]:
-    """Restore a run from ``path``; returns (completed epochs, metrics history).
+    """Restore a run from ``path`` (and ``averaged``, the weights' average, from its
+    ``ema`` entry); returns (completed epochs, metrics history).
 
     Raises :class:`TrainingError` if the file is unusable or was written with other
     ``settings`` (each difference is listed as ``key: saved -> now``).
@@ -283,21 +236,26 @@ def resume_from(
                 f"--resume: {path} holds no run settings (it was not written by a training "
                 "run, or was edited); start a new run with another --out"
             )
-        diff = [
-            f"{k}: {saved.get(k, RESUME_DEFAULTS.get(k))!r} -> {settings[k]!r}"
-            for k in RESUME_KEYS
-            if saved.get(k, RESUME_DEFAULTS.get(k)) != settings[k]
-        ]
-        if diff:
+        was = {k: saved.get(k, RESUME_DEFAULTS.get(k)) for k in RESUME_KEYS}
+        changed = [k for k in RESUME_KEYS if was[k] != settings[k]]
+        if changed:
+            diff = "; ".join(f"{k}: {was[k]!r} -> {settings[k]!r}" for k in changed)
+            flags = " ".join(filter(None, (flag_for(k, was[k]) for k in changed)))
             raise TrainingError(
-                f"--resume: {path} was written with other settings ({'; '.join(diff)}). "
-                "Resume with the same flags, or choose another --out for a new run."
+                f"--resume: {path} was written with other settings ({diff}). Resume with "
+                f"the same flags{f' ({flags})' if flags else ''}, or choose another --out "
+                "for a new run."
             )
 
     try:
         meta = load_checkpoint(path, model, optimizer, scheduler, check=same_settings)
     except CheckpointError as e:
         raise TrainingError(f"--resume: {e}") from None
+    if averaged is not None:
+        try:
+            averaged.load_state_dict(meta["extra"]["ema"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+            raise TrainingError(f"--resume: {path} holds no usable --ema average ({e})") from None
     try:
         check_finite_state(model, optimizer, f"before {path} was saved")
     except Diverged as e:
@@ -344,24 +302,33 @@ def train_in(out: Path, config: TrainConfig, par: Parallel) -> list[dict[str, fl
     mean, std = data.normalization(splits)
     check_batch_statistics(model, config, len(splits.train))
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    train_loader = data.DataLoader(
-        splits.train,
-        **par.loader_args(splits.train, config),  # batch size and order (of this rank)
-        drop_last=len(splits.train) > config.batch_size,  # no tiny last batch for BatchNorm
-        augment=config.augment,
-        seed=config.seed,
-        mean=mean,
-        std=std,
-    )
+    try:
+        train_loader = data.DataLoader(
+            splits.train,
+            **par.loader_args(splits.train, config),  # batch size and order (of this rank)
+            drop_last=len(splits.train) > config.batch_size,  # no tiny last batch for BatchNorm
+            augment=config.augment,
+            padding=config.crop_padding,
+            padding_mode=config.padding_mode,
+            flip=config.flip,
+            seed=config.seed,
+            mean=mean,
+            std=std,
+        )
+    except ValueError as e:  # e.g. a reflect padding as wide as the images
+        raise TrainingError(f"--crop-padding {config.crop_padding}: {e}") from None
     test_loader = data.DataLoader(splits.test, batch_size=2 * config.batch_size, mean=mean, std=std)
     optimizer, scheduler = make_optimizer(model, config, len(train_loader))
+    averaged = make_average(model, config)  # what is evaluated and kept beside the weights
     settings = settings_of(config, splits.name)
     if config.cuda_graph and backend != "cupy":
         raise TrainingError(f"--cuda-graph needs --backend cupy (this run uses {backend})")
 
     start_epoch, history = 0, []
     if config.resume and ckpt_path.is_file():
-        start_epoch, history = resume_from(ckpt_path, model, optimizer, scheduler, settings)
+        start_epoch, history = resume_from(
+            ckpt_path, model, optimizer, scheduler, settings, averaged
+        )
         print(f"resuming from {ckpt_path} after epoch {start_epoch}")
     elif config.resume:
         print(f"--resume: no checkpoint at {ckpt_path} yet; starting from scratch")
@@ -392,9 +359,25 @@ def train_in(out: Path, config: TrainConfig, par: Parallel) -> list[dict[str, fl
             B.seed_device_generator(config.seed * 100003 + epoch)
             desc = f"epoch {epoch + 1}/{config.epochs}"
             train_loss, train_acc, rate = par.end_epoch(
-                model, *train_one_epoch(model, train_loader, step, scheduler, desc, config.progress)
+                model,
+                *train_one_epoch(
+                    model,
+                    train_loader,
+                    step,
+                    scheduler,
+                    desc,
+                    config.progress,
+                    averaged,
+                    EMA_EVERY,
+                    first_step=epoch * len(train_loader),
+                ),
             )
-            test_loss, test_acc = evaluate(model, test_loader, criterion, config.progress)
+            if averaged is not None:  # the statistics of now (after end_epoch: rank 0's)
+                averaged.copy_buffers(model)
+            tested = model if averaged is None else averaged
+            test_loss, test_acc = evaluate(
+                tested, test_loader, criterion, config.progress, tta=config.tta
+            )
             if not math.isfinite(test_loss):
                 raise Diverged(f"the test loss became {test_loss} after {desc}")
             # finite losses do not prove finite weights: a BatchNorm variance can overflow
@@ -419,7 +402,12 @@ def train_in(out: Path, config: TrainConfig, par: Parallel) -> list[dict[str, fl
                     optimizer,
                     scheduler,
                     epoch=epoch + 1,
-                    extra={"config": settings, "history": history, "classes": list(splits.classes)},
+                    extra={
+                        "config": settings,
+                        "history": history,
+                        "classes": list(splits.classes),
+                        **({"ema": averaged.state_dict()} if averaged is not None else {}),
+                    },
                 )
             saved = epoch + 1
             if par.writes:
@@ -428,6 +416,8 @@ def train_in(out: Path, config: TrainConfig, par: Parallel) -> list[dict[str, fl
                 f"{desc}: train loss {train_loss:.4f} acc {train_acc:.2%} | test loss "
                 f"{test_loss:.4f} acc {test_acc:.2%} | {seconds:.1f} s | {rate:.0f} images/s"
             )
+            if test_loss > 5 * max(train_loss, 1.0) and epoch == 0:
+                tqdm.write(LAGGING_STATISTICS)
     except KeyboardInterrupt as e:
         saving = isinstance(e, SaveInterrupted)  # the save says what the file holds now
         if saving:
