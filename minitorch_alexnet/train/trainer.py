@@ -126,8 +126,9 @@ def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, An
     norm_layers = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)
     norms = [m for m in model.modules() if isinstance(m, norm_layers)]
     in_norms = {id(p) for m in norms for p in m.parameters()}
-    scaled = [p for name, p in params if id(p) in in_norms or name.endswith("bias")]
-    rest = [p for _, p in params if all(p is not q for q in scaled)]
+    is_scaled = {name: id(p) in in_norms or name.endswith("bias") for name, p in params}
+    scaled = [p for name, p in params if is_scaled[name]]
+    rest = [p for name, p in params if not is_scaled[name]]
     return [
         {"params": rest},
         {
