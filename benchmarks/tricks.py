@@ -189,24 +189,29 @@ def run_all(args: argparse.Namespace) -> int:
 
 
 def table(path: Path) -> str:
-    """A markdown table: per implementation and trick, each accuracy's mean and range."""
+    """A markdown table: per implementation and trick, each accuracy's mean and range
+    over the seeds that measured it (``n=`` where fewer than the row's seeds did). No
+    times: runs sharing a card take longer; time a recipe alone."""
     rows = [
-        "| implementation | run | seeds | plain | + flip TTA | EMA | EMA + TTA | wall s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| implementation | run | seeds | plain | + flip TTA | EMA | EMA + TTA |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     results = read_results(path)
     for impl in ("minitorch", "pytorch"):
-        for tag, rs in by_key(results, impl).items():
+        runs = by_key(results, impl)
+        for tag in sorted(runs, key=lambda t: list(TRICKS).index(t) if t in TRICKS else 99):
+            rs = sorted(runs[tag], key=lambda r: r["seed"])
             cells = []
             for key in ("plain", "tta", "ema", "ema_tta"):
                 vals = [100 * r[key] for r in rs if key in r]
-                if not vals:
-                    cells.append("")
-                    continue
-                cells.append(f"{statistics.fmean(vals):.2f} ({min(vals):.2f}-{max(vals):.2f})")
-            secs = statistics.fmean(r["seconds"] for r in rs)
+                cell = (
+                    f"{statistics.fmean(vals):.2f} ({min(vals):.2f}-{max(vals):.2f})"
+                    if vals
+                    else ""
+                )
+                cells.append(cell + (f" n={len(vals)}" if vals and len(vals) < len(rs) else ""))
             seeds = ",".join(str(r["seed"]) for r in rs)
-            rows.append(f"| {impl} | {tag} | {seeds} | {' | '.join(cells)} | {secs:.1f} |")
+            rows.append(f"| {impl} | {tag} | {seeds} | {' | '.join(cells)} |")
     return "\n".join(rows)
 
 

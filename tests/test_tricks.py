@@ -2,6 +2,7 @@
 BatchNorm-and-bias parameter group, ``--ema``, ``--tta``): each does what its help
 says, matches PyTorch where PyTorch has it, and survives a resume."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -372,3 +373,53 @@ def test_the_note_on_the_first_epochs_loss_is_not_repeated_after_a_resume(
     monkeypatch.setattr(trainer, "evaluate", lambda *a, **k: (400.0, 0.1))
     trainer.train(_config(tmp_path / "run", resume=True, ema=0.0))
     assert "running statistics" not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- the measuring script
+def _tricks_script():
+    import importlib.util
+
+    path = TEST_DIR.parent / "benchmarks" / "tricks.py"
+    spec = importlib.util.spec_from_file_location("tricks_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _result(tag, seed, plain, tta, **more):
+    return {"impl": "minitorch", "tag": tag, "seed": seed, "plain": plain, "tta": tta, **more}
+
+
+def test_the_final_set_takes_what_beats_the_baseline_by_the_margin(tmp_path):
+    tricks = _tricks_script()
+    results = [
+        _result("baseline", 0, 0.850, 0.860, ema=0.849),
+        _result("baseline", 1, 0.854, 0.866, ema=0.853),
+        _result("reflect2", 0, 0.868, 0.880),
+        _result("reflect2", 1, 0.866, 0.879),
+        _result("ls0.2", 0, 0.853, 0.866),  # +0.05 point on the mean: inside the margin
+        _result("ls0.2", 1, 0.852, 0.865),
+    ]
+    assert tricks.pick_final(results) == ["reflect2", "tta"]
+    merged = tricks.settings_of(["reflect2", "tta"])
+    assert merged == {"crop_padding": 2, "padding_mode": "reflect", "tta": True}
+    with pytest.raises(SystemExit, match="no baseline"):
+        tricks.pick_final(results[2:])
+
+
+def test_the_table_gives_mean_and_range_and_counts_missing_seeds(tmp_path):
+    tricks = _tricks_script()
+    path = tmp_path / "r.jsonl"
+    rows = [
+        _result("baseline", 0, 0.85, 0.86),
+        _result("baseline", 1, 0.86, 0.88, ema=0.84, ema_tta=0.85),
+        {**_result("reflect2", 0, 0.87, 0.88), "impl": "pytorch"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = tricks.table(path).splitlines()
+    assert lines[2] == (
+        "| minitorch | baseline | 0,1 | 85.50 (85.00-86.00) | 87.00 (86.00-88.00) "
+        "| 84.00 (84.00-84.00) n=1 | 85.00 (85.00-85.00) n=1 |"
+    )
+    assert lines[3].startswith("| pytorch | reflect2 | 0 | 87.00 (87.00-87.00) |")
+    assert len(lines) == 4
