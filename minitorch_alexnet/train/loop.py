@@ -165,6 +165,15 @@ def mirrored(x: Any) -> Any:
     return B.get_backend().xp.ascontiguousarray(x[..., ::-1])
 
 
+def logits_of(model: nn.Module, x: Any, tta: bool = False) -> Any:
+    """The model's logits ``(N, classes)`` for images ``x`` ``(N, C, H, W)``; with ``tta``
+    (test-time flips) the mean of the logits of each image and of its mirror."""
+    logits = model(x)
+    if tta:
+        logits = (logits + model(mirrored(x))) * 0.5
+    return logits
+
+
 def evaluate(
     model: nn.Module,
     loader: data.DataLoader,
@@ -186,10 +195,7 @@ def evaluate(
     with nn.no_grad():
         bar = tqdm(loader, desc="test", leave=False, disable=None if progress else True)
         for images, labels in bar:
-            x = resize_nearest(images, side)
-            logits = model(x)
-            if tta:
-                logits = (logits + model(mirrored(x))) * 0.5
+            logits = logits_of(model, resize_nearest(images, side), tta)
             meter.update(criterion(logits, labels), count_correct(logits, labels), len(labels))
     return meter.read()
 

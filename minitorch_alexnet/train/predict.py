@@ -27,7 +27,7 @@ from ..data.imagefolder import load_image
 from ..data.mnist import FASHION_MNIST, MNIST
 from ..data.registry import statistics
 from ..models import INPUT_SIDES, build_model
-from .loop import input_side, mirrored, resize_nearest
+from .loop import input_side, logits_of, resize_nearest
 from .rundir import latest_run
 
 #: the ``model_class`` a checkpoint records -> the name :func:`build_model` takes
@@ -158,10 +158,7 @@ def classify(model: nn.Module, info: dict[str, Any], images: Any) -> Any:
     x = data.normalize(B.asarray(images), info["mean"], info["std"])
     x = resize_nearest(x, input_side(model))
     with nn.no_grad():
-        logits = model(x)
-        if info.get("tta"):
-            logits = (logits + model(mirrored(x))) * 0.5
-        probs = nn.Softmax(dim=1)(logits)
+        probs = nn.Softmax(dim=1)(logits_of(model, x, bool(info.get("tta"))))
     return B.to_numpy(probs)
 
 
