@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import data, models
+from .config import CHOICES
 from .trainer import ConfigError, TrainConfig, run
 
 DESCRIPTION = "Train an AlexNet on CIFAR-10 (or synthetic data) with minitorch_alexnet."
@@ -106,13 +107,13 @@ def add_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--padding-mode",
-        choices=("zeros", "reflect"),
+        choices=CHOICES["padding_mode"],
         default="reflect",
         help="the crop's padding: black pixels, or the image mirrored at its edge",
     )
     p.add_argument(
         "--flip",
-        choices=("random", "alternate"),
+        choices=CHOICES["flip"],
         default="random",
         help="horizontal flips: a coin per image every epoch, or a coin in the first epoch "
         "and then each image mirrored relative to its previous epoch",

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import backend as B
-from .. import data, nn
+from .. import data, nn, optim
 from ..checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from ..data.imagefolder import load_image
 from ..data.mnist import FASHION_MNIST, MNIST
@@ -124,9 +124,10 @@ def load_trained(path: str | Path, name: str | None = None) -> tuple[nn.Module, 
     model = build_from_checkpoint(arrays, meta, name)
     meta = load_checkpoint(path, model, restore_rng=False)
     averaged = (meta.get("extra") or {}).get("ema")  # --ema: the weights that were evaluated
-    if isinstance(averaged, dict):
-        weights = {k[len("module.") :]: v for k, v in averaged.items() if k.startswith("module.")}
-        model.load_state_dict(weights)
+    if isinstance(averaged, dict):  # its own loader reads its keys ("module.<name>", ...)
+        holder = optim.swa_utils.AveragedModel(model)
+        holder.load_state_dict(averaged)
+        model = holder.module
     model.eval()
     config = (meta.get("extra") or {}).get("config") or {}
     dataset = config.get("dataset", "cifar10")
