@@ -211,7 +211,7 @@ def test_predict_images_uses_the_averaged_weights_and_flips_and_draws_them(
     from minitorch_alexnet import data
 
     example = _load("predict_images")
-    ck, _, other = _checkpoint_with_average(tmp_path / "ck.npz", tta)
+    ck, model, other = _checkpoint_with_average(tmp_path / "ck.npz", tta)
     argv = [str(ck), "--data-dir", str(cifar), "--count", "5", "--out", str(tmp_path / "o")]
     assert example.main([*argv, "--backend", "numpy"]) == 0
     out = capsys.readouterr().out
@@ -219,18 +219,28 @@ def test_predict_images_uses_the_averaged_weights_and_flips_and_draws_them(
     assert (tmp_path / "o" / "predictions.png").stat().st_size > 0
     lines = [line for line in out.splitlines() if line.startswith("test image ")]
     assert len(lines) == 5
-    # the printed top class is the averaged model's own, with flips when the run used them
+    # the printed top 3 (classes and percentages) are the averaged model's own, with flips
+    # when the run used them, and not the trained weights'
     test = data.load_cifar10(cifar, download=False).test
-    pick = np.random.default_rng(0).choice(len(test), size=5)
-    with mt.use_backend("numpy"):
-        other.eval()
-        x = data.normalize(test.images[pick])
-        with mt.nn.no_grad():
-            logits = other(x)
-            if tta:
-                logits = (logits + other(np.ascontiguousarray(x[..., ::-1]))) / 2
-    for line, best in zip(lines, logits.argmax(1)):
-        assert line.split(": ")[1].startswith(CLASSES[best]), line
+    pick = np.random.default_rng(0).choice(len(test), size=5, replace=False)  # as the example
+
+    def top3(net):
+        with mt.use_backend("numpy"):
+            net.eval()
+            x = data.normalize(test.images[pick])
+            with mt.nn.no_grad():
+                z = net(x)
+                if tta:
+                    z = (z + net(np.ascontiguousarray(x[..., ::-1]))) / 2
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        return [", ".join(f"{CLASSES[c]} {100 * q[c]:.1f}%" for c in np.argsort(-q)[:3]) for q in p]
+
+    assert [int(line.split()[2]) for line in lines] == list(pick)
+    want = top3(other)
+    assert want != top3(model)  # the check can tell the two sets of weights apart
+    for line, shown in zip(lines, want):
+        assert line.split("): ")[1] == shown, line
 
 
 def test_predict_images_without_cifar_says_so(tmp_path, capsys):
