@@ -28,8 +28,7 @@ import time
 import minitorch_alexnet as mt
 from minitorch_alexnet import data
 from minitorch_alexnet.models.torch_reference import build_torch_model
-
-EMA_EVERY = 5  # as minitorch_alexnet.train.trainer
+from minitorch_alexnet.train.trainer import EMA_EVERY  # the same update interval
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -68,8 +67,9 @@ def param_groups(model, args: argparse.Namespace) -> list[dict]:
         for p in m.parameters()
     }
     named = list(model.named_parameters())
-    scaled = [p for n, p in named if id(p) in norms or n.endswith("bias")]
-    rest = [p for n, p in named if all(p is not q for q in scaled)]
+    is_scaled = {n: id(p) in norms or n.endswith("bias") for n, p in named}
+    scaled = [p for n, p in named if is_scaled[n]]
+    rest = [p for n, p in named if not is_scaled[n]]
     lr2 = args.lr * args.norm_bias_lr_scale
     return [
         {"params": rest},
