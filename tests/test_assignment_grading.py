@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from minitorch_alexnet.assignment import check, grade, new
+from minitorch_alexnet.assignment import check, grade, new, syntax
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "assignments"
@@ -324,6 +324,47 @@ def test_one_task_alone_and_a_time_limit(tmp_path):
     g = grade(src, tmp_path / "sub", tasks=["task1"])
     assert {t.task for t in g.tests} == {"task1"} and len(g.tests) == 1
     assert g.score == 0 and "Timeout" in g.tests[0].output
+
+
+class _Cycle:
+    """Cyclic garbage whose ``__del__`` runs Python code inside a collection."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+    def __del__(self) -> None:
+        sum(range(2000))
+
+
+def test_parsing_from_two_threads_at_once():
+    # check() grades in threads; on CPython 3.11 two unlocked ast.parse calls, with a
+    # thread switch inside one (here: a collection running __del__, switches forced
+    # often), raise "SystemError: AST constructor recursion depth mismatch"
+    source = (ROOT / "minitorch_alexnet" / "assignment" / "forbidden.py").read_text()
+
+    def parse_many(_: int) -> int:
+        for _ in range(200):
+            [_Cycle() for _ in range(50)]
+            syntax.parse(source)
+        return 1
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            assert sum(pool.map(parse_many, range(2))) == 2
+    finally:
+        sys.setswitchinterval(before)
+
+
+def test_the_package_parses_only_through_the_lock():
+    package = ROOT / "minitorch_alexnet"
+    direct = [
+        str(p.relative_to(ROOT))
+        for p in package.rglob("*.py")
+        if p.name != "syntax.py" and "ast.parse(" in p.read_text(encoding="utf-8")
+    ]
+    assert not direct, f"call assignment.syntax.parse instead of ast.parse in {direct}"
 
 
 @pytest.mark.parametrize("name", ["batchnorm", "maxpool2d"])

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import manifest as _manifest
+from . import syntax
 from .manifest import Manifest
 
 __all__ = [
@@ -109,7 +110,7 @@ def find_regions(
     """The solution regions of a Python file, checked: every BEGIN closed, none nested."""
     lines = text.splitlines()
     try:
-        names = _qualnames(ast.parse(text))
+        names = _qualnames(syntax.parse(text))
     except SyntaxError as e:
         raise ReleaseError(f"{path}: not valid Python ({e})") from None
     regions, open_at = [], None
@@ -154,7 +155,7 @@ def strip_solutions(text: str, path: str = "<source>", manifest: Manifest | None
     out += lines[last:]
     stripped = "".join(out)
     try:
-        ast.parse(stripped)
+        syntax.parse(stripped)
     except SyntaxError as e:  # pragma: no cover - a region cut through a statement
         raise ReleaseError(f"{path}: the handout would not parse ({e}); does a region "
                            "start or end inside a statement?") from None  # fmt: skip
@@ -183,7 +184,7 @@ def hidden_test_files(m: Manifest) -> list[Path]:
         if any(fnmatch.fnmatch(rel, g) for g in m.hidden):
             out.append(p)
             continue
-        tree = ast.parse(p.read_text(encoding="utf-8"))
+        tree = syntax.parse(p.read_text(encoding="utf-8"))
         for node in tree.body:
             if isinstance(node, ast.Assign) and any(
                 isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets

@@ -20,6 +20,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any
 
+from . import syntax
 from .forbidden import Forbidden
 
 __all__ = ["MIN_NODES", "PastedCopy", "find_pasted", "normalise"]
@@ -69,7 +70,7 @@ def _strip_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
 
 def normalise(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[str, int]:
     """The normalised dump of a function's tree, and its size in nodes."""
-    node = ast.parse(ast.unparse(fn)).body[0]  # a private copy
+    node = syntax.parse(ast.unparse(fn)).body[0]  # a private copy
     assert isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
     node.name, node.decorator_list, node.returns = "f", [], None
     for sub in ast.walk(node):
@@ -103,7 +104,7 @@ def _library_trees(f: Forbidden) -> dict[str, tuple[str, list[str]]]:
     for name, fn, tasks in f.functions:
         try:
             source = textwrap.dedent(inspect.getsource(fn))
-            node = ast.parse(source).body[0]
+            node = syntax.parse(source).body[0]
         except (OSError, TypeError, SyntaxError, IndexError):
             continue
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -116,7 +117,7 @@ def _library_trees(f: Forbidden) -> dict[str, tuple[str, list[str]]]:
 def given_functions(handout: str) -> set[str]:
     """The normalised trees of the functions a handout gives (not reported as copies)."""
     try:
-        return {normalise(node)[0] for _, node in _functions(ast.parse(handout))}
+        return {normalise(node)[0] for _, node in _functions(syntax.parse(handout))}
     except SyntaxError:
         return set()
 
@@ -126,7 +127,7 @@ def find_pasted(source: str, f: Forbidden, given: set[str] | None = None) -> lis
     those equal to a function of the handout (``given``, see :func:`given_functions`)
     are the teacher's given code and not reported."""
     try:
-        tree = ast.parse(source)
+        tree = syntax.parse(source)
     except SyntaxError:
         return []
     library = _library_trees(f)

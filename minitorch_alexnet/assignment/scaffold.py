@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..backend import dispatch
+from . import syntax
 from .handout import prepare_out
 
 __all__ = ["LAYERS", "ScaffoldError", "new"]
@@ -137,7 +138,7 @@ def _with_markers(fn: object) -> tuple[str, set[str]]:
     """The function's source without decorators, its body (after the docstring) between
     solution markers; and the global names it uses."""
     source = textwrap.dedent(inspect.getsource(fn))
-    tree = ast.parse(source)
+    tree = syntax.parse(source)
     node = tree.body[0]
     assert isinstance(node, ast.FunctionDef)
     lines = source.splitlines()
@@ -161,7 +162,7 @@ def _helpers(fns: list[object], known: set[str]) -> list[str]:
     while todo:
         fn = todo.pop()
         source = textwrap.dedent(inspect.getsource(inspect.unwrap(fn)))
-        names = {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name)}
+        names = {n.id for n in ast.walk(syntax.parse(source)) if isinstance(n, ast.Name)}
         for name in sorted(names - known - set(out)):
             value = inspect.unwrap(fn).__globals__.get(name)
             if inspect.isfunction(value) and value.__module__.startswith("minitorch_alexnet.nn"):

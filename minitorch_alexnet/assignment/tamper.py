@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from . import syntax
+
 __all__ = ["HINT", "WATCHED", "changes", "imported_names", "snapshot"]
 
 #: watched modules, by name; with PREFIXES, their submodules too
@@ -59,7 +61,7 @@ def imported_names(folder: Path) -> list[str]:
     names: set[str] = set()
     for path in sorted(folder.rglob("*.py")):
         try:
-            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+            tree = syntax.parse(path.read_text(encoding="utf-8", errors="replace"))
         except (SyntaxError, ValueError, OSError):
             continue
         for node in ast.walk(tree):
