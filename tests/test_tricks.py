@@ -59,9 +59,9 @@ def test_reflect_padding_mirrors_the_image_at_its_edge():
 
 def test_loader_refuses_unknown_modes_and_too_wide_reflect_padding():
     ds = _distinct_images(side=6)
-    with pytest.raises(ValueError, match="padding_mode"):
+    with pytest.raises(ValueError, match="padding_mode must be 'zeros' or 'reflect', not 'edge'"):
         data.DataLoader(ds, augment=True, padding_mode="edge")
-    with pytest.raises(ValueError, match="flip"):
+    with pytest.raises(ValueError, match="flip must be 'random' or 'alternate', not 'sometimes'"):
         data.DataLoader(ds, augment=True, flip="sometimes")
     with pytest.raises(ValueError, match="padding < the image side"):
         data.DataLoader(ds, augment=True, padding=6, padding_mode="reflect")

@@ -41,7 +41,15 @@ from .dataset import (
     UnverifiedDatasetWarning,
 )
 from .imagefolder import IMAGENET_MEAN, IMAGENET_STD, ImageFolder, load_image_folder
-from .loader import CIFAR10_MEAN, CIFAR10_STD, DataLoader, crop_flip, normalize
+from .loader import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    FLIPS,
+    PADDING_MODES,
+    DataLoader,
+    crop_flip,
+    normalize,
+)
 from .mnist import load_fashion_mnist, load_mnist
 from .registry import DATASETS, load_dataset, normalization
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic
@@ -63,10 +71,12 @@ __all__ = [
     "DatasetSplits",
     "DiskFullError",
     "DownloadError",
+    "FLIPS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ImageDataset",
     "ImageFolder",
+    "PADDING_MODES",
     "SYNTHETIC_CLASSES",
     "UnsafeArchiveError",
     "UnverifiedDatasetWarning",

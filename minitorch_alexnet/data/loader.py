@@ -33,6 +33,8 @@ from .dataset import ImageDataset, host_numpy
 __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
+    "FLIPS",
+    "PADDING_MODES",
     "DataLoader",
     "crop_flip",
     "epoch_permutation",
@@ -41,6 +43,8 @@ __all__ = [
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+PADDING_MODES = ("zeros", "reflect")  # what a crop's border is: black, or the edge mirrored
+FLIPS = ("random", "alternate")  # a coin per image and epoch, or each epoch the other way
 
 
 def normalize(
@@ -173,10 +177,11 @@ class DataLoader:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if len(dataset) == 0:
             raise ValueError("the dataset is empty")
-        if padding_mode not in ("zeros", "reflect"):
-            raise ValueError(f"padding_mode must be 'zeros' or 'reflect', not {padding_mode!r}")
-        if flip not in ("random", "alternate"):
-            raise ValueError(f"flip must be 'random' or 'alternate', not {flip!r}")
+        for name, value, allowed in (("padding_mode", padding_mode, PADDING_MODES),
+                                     ("flip", flip, FLIPS)):  # fmt: skip
+            if value not in allowed:
+                names = " or ".join(map(repr, allowed))
+                raise ValueError(f"{name} must be {names}, not {value!r}")
         side = min(dataset.images.shape[-2:])
         if augment and padding_mode == "reflect" and padding >= side:
             raise ValueError(

@@ -52,7 +52,7 @@ RESUME_DEFAULTS = {
     "tta": False,
 }
 # settings with a few named values
-CHOICES = {"padding_mode": ("zeros", "reflect"), "flip": ("random", "alternate")}
+CHOICES = {"padding_mode": data.PADDING_MODES, "flip": data.FLIPS}  # the loader's
 # whole-number settings (None allowed where marked) and the least value of each
 WHOLE_NUMBERS = {"epochs": 1, "batch_size": 1, "seed": 0, "crop_padding": 0}
 OPTIONAL_WHOLE_NUMBERS = {"subset": 1, "test_subset": 1, "stop_after": 1}
